@@ -1,0 +1,49 @@
+"""Serve a Flask app with gunicorn, the production WSGI server, from a Python command line."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.errors import AppImportError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+
+
+class StartupError(Exception):
+    """A start-up problem the user can fix; its message says what happened and what to do."""
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send our loggers to stderr in the same shape as gunicorn's own lines."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+
+
+class _GunicornApp(BaseApplication):
+    """Gunicorn's documented hook for embedding it: options in, a WSGI app out."""
+
+    def __init__(self, load_app: Callable[[], Any], options: dict[str, Any]):
+        self._load_app = load_app
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # runs in each worker after the fork (preload_app stays off), so nothing
+        # before it has touched CUDA. AppImportError makes gunicorn print the
+        # sentence alone and stop, instead of a traceback and a restart loop.
+        try:
+            return self._load_app()
+        except StartupError as error:
+            raise AppImportError(str(error)) from None
+
+
+def serve(load_app: Callable[[], Any], options: dict[str, Any]) -> None:
+    """Run gunicorn in this process with `options` (gunicorn setting names) and the app from `load_app`."""
+    defaults = {"worker_class": "gthread", "preload_app": False, "accesslog": "-"}
+    _GunicornApp(load_app, {**defaults, **options}).run()
