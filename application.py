@@ -51,11 +51,15 @@ csrf = CSRFProtect()
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then SEAFRONT_* environment variables, then `config`."""
-    app = Flask(__name__, instance_relative_config=True)
+    config = config or {}
+    # the secret key is kept in the instance folder; tests and deployments may move it
+    instance_path = config.get("INSTANCE_PATH") or os.environ.get(f"{ENV_PREFIX}_INSTANCE_PATH")
+    if instance_path:
+        instance_path = str(Path(instance_path).resolve())
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env(ENV_PREFIX)
-    if config:
-        app.config.from_mapping(config)
+    app.config.from_mapping(config)
     secret.init_app(app)
     Bootstrap5(app)
     csrf.init_app(app)

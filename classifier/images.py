@@ -62,7 +62,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         # Pillow's convert() clips 16-bit values at 255 (a near-white image); scale instead
         pixels = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") else max(float(pixels.max()), 1.0)
-        image = Image.fromarray(np.clip(pixels * (255.0 / top), 0, 255).astype(np.uint8), "L")
+        image = Image.fromarray(np.clip(np.rint(pixels * (255.0 / top)), 0, 255).astype(np.uint8))
     return image if image.mode == "RGB" else image.convert("RGB")
 
 

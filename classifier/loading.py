@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import types
 import warnings
 from pathlib import Path
@@ -86,13 +87,23 @@ def load_export(path: Path) -> Learner:
             raise ModelLoadError(
                 f"{path} was exported by fastai 2.x before 2.8: {REEXPORT}.") from None
         raise ModelLoadError(_not_an_export(path, error)) from None
+    except AttributeError as error:
+        # load_learner unpickled something without `.dls`: weights, a v1 dict, another object
+        held = re.match(r"'([\w.]+)' object has no attribute 'dls'", str(error))
+        if held:
+            raise ModelLoadError(_not_a_learner(path, held.group(1))) from None
+        raise ModelLoadError(_not_an_export(path, error)) from None
     except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on a foreign file
         raise ModelLoadError(_not_an_export(path, error)) from None
     if not isinstance(learner, Learner):
-        raise ModelLoadError(
-            f"{path} holds a {type(learner).__name__}, not a fastai Learner; it may be a fastai v1 "
-            f"export or plain weights: {REEXPORT}.")
+        raise ModelLoadError(_not_a_learner(path, type(learner).__name__))
     return learner
+
+
+def _not_a_learner(path: Path, held: str) -> str:
+    """A sentence for a pickle that holds something other than a Learner."""
+    return (f"{path} holds a {held}, not a fastai Learner (plain weights, or a fastai v1 "
+            f"export): {REEXPORT}.")
 
 
 def _not_an_export(path: Path, error: Exception) -> str:
