@@ -136,11 +136,10 @@ class ReviewState:
     no longer tell what an undo should go back to.
     """
 
-    def __init__(self, data_dir: Path, start_labels: dict[str, str], labels_from: str,
+    def __init__(self, data_dir: Path, start_labels: dict[str, str],
                  decisions: dict[str, Decision]):
         self.data_dir = data_dir
         self.start_labels = start_labels
-        self.labels_from = labels_from
         self.decisions = decisions
         # gunicorn serves the page from several threads; decisions are read-modify-write
         self._lock = threading.Lock()
@@ -154,11 +153,11 @@ class ReviewState:
         if decisions_path.is_file():
             return cls._from_decisions_file(data_dir, decisions_path)
         if (data_dir / LABELS_FILE).is_file():
-            return cls(data_dir, read_labels_csv(data_dir / LABELS_FILE), LABELS_FILE, {})
+            return cls(data_dir, read_labels_csv(data_dir / LABELS_FILE), {})
         labels = labels_from_folders(data_dir)
         if not labels:
             raise LabelsError(f"{data_dir} holds no images: put them in {data_dir}/<label>/")
-        return cls(data_dir, labels, "class folders", {})
+        return cls(data_dir, labels, {})
 
     @classmethod
     def _from_decisions_file(cls, data_dir: Path, path: Path) -> ReviewState:
@@ -170,7 +169,11 @@ class ReviewState:
                 fname: Decision(entry["action"], entry.get("label"))
                 for fname, entry in saved["decisions"].items()
             }
-            return cls(data_dir, dict(saved["start_labels"]), saved["labels_from"], decisions)
+            for fname, decision in decisions.items():
+                if decision.action not in ACTIONS or (decision.action == "relabel"
+                                                      and not decision.label):
+                    raise ValueError(f"{fname}: {decision} is no decision this page makes")
+            return cls(data_dir, dict(saved["start_labels"]), decisions)
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise LabelsError(
                 f"{path} cannot be read ({error!r}): delete it to start the review afresh "
@@ -242,7 +245,6 @@ class ReviewState:
         atomic_write_text(self.data_dir / LABELS_FILE, labels_csv_text(labels))
         saved = {
             "format": DECISIONS_FORMAT,
-            "labels_from": self.labels_from,
             "decisions": {
                 fname: {"action": d.action, **({"label": d.label} if d.label else {})}
                 for fname, d in sorted(decisions.items())

@@ -29,7 +29,7 @@ from wtforms import BooleanField, HiddenField, SelectMultipleField, StringField
 from wtforms.validators import AnyOf, DataRequired, InputRequired
 
 import server
-from cleaning import LabelsError, ReviewState, TopLoss, read_top_losses, resolve_inside
+from cleaning import ACTIONS, LabelsError, ReviewState, TopLoss, read_top_losses, resolve_inside
 
 SPLITS = ("train", "valid")
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class DecisionForm(FlaskForm):
     """One card's form: the button pressed (`action`) on `file`, and the new label."""
 
     file = HiddenField(validators=[InputRequired()])
-    action = StringField(validators=[AnyOf(("keep", "relabel", "delete", "undo"))])
+    action = StringField(validators=[AnyOf((*ACTIONS, "undo"))])
     label = StringField()
 
 

@@ -139,12 +139,15 @@ def test_serve_listens_on_loopback_only(data_dir, reports_dir, monkeypatch):
     (lambda data, reports: shutil.rmtree(data), "is not a folder"),
     (lambda data, reports: [shutil.rmtree(data), data.mkdir()], "holds no images"),
     (lambda data, reports: (data / "review_decisions.json").write_text("{"), "delete it"),
+    (lambda data, reports: (data / "review_decisions.json").write_text(json.dumps(
+        {"format": 1, "start_labels": {"a.jpg": "mod"}, "decisions": {"a.jpg": {"action": "x"}}})),
+     "delete it"),
     (lambda data, reports: (data / "cleaned.csv").write_text("name,class\n"), "fname,label"),
     (lambda data, reports: (reports / "top_losses.csv").write_text(
         TOP_LOSSES.replace("mod/", "other/mod/").replace("rocker/", "other/rocker/")),
      "none of the files"),
-], ids=["no top_losses", "old top_losses", "no DIR", "empty DIR", "bad decisions", "bad csv",
-        "other DIR's top_losses"])
+], ids=["no top_losses", "old top_losses", "no DIR", "empty DIR", "bad decisions",
+        "unknown action", "bad csv", "other DIR's top_losses"])
 def test_startup_problem_is_one_sentence_saying_what_to_do(data_dir, reports_dir, break_it,
                                                            message):
     break_it(data_dir, reports_dir)
@@ -406,7 +409,7 @@ def test_apply_deletions_refuses_files_not_marked(client, data_dir, fname):
 
 
 def test_apply_deletions_never_leaves_dir_even_when_decisions_file_says_so(make_client, data_dir):
-    saved = {"format": 1, "labels_from": "class folders", "start_labels": STARTING_LABELS,
+    saved = {"format": 1, "start_labels": STARTING_LABELS,
              "decisions": {"mod/mod_0.jpg": {"action": "delete"},
                            "../secret.txt": {"action": "delete"}}}
     (data_dir / "review_decisions.json").write_text(json.dumps(saved))
