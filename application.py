@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PIXELS": 50_000_000,
     "TORCH_THREADS": 0,
     "WORKERS": 1,
+    "PRECISION": "auto",
     "KEEP_UPLOADS": False,
     "UPLOAD_FOLDER": "uploads",
     "BOOTSTRAP_SERVE_LOCAL": True,

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 from .batcher import DynamicBatcher
@@ -16,6 +14,8 @@ from .device import CudaQuery, choose_device
 from .images import DEFAULT_MAX_PIXELS, decode_image
 from .loading import load_export
 from .model import Classifier, Prediction
+from .precision import choose_precision, precision_name
+from .threads import configure_torch_threads
 
 log = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 60.0
@@ -44,6 +44,7 @@ class ServiceSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     torch_threads: int = 0  # 0: the machine's cores divided by the number of workers
     workers: int = 1
+    precision: str = "auto"  # auto, fp32, bf16 or fp16 (autocast); auto is fp32 on the CPU
 
 
 class ModelService:
@@ -53,6 +54,7 @@ class ModelService:
         self.settings = settings
         self.path = Path(settings.model_path)
         self.device = choose_device(settings.device, query).device
+        self.precision = choose_precision(settings.precision, self.device, query)
         self.classifier: Classifier | None = None
         self._batcher: DynamicBatcher | None = None
 
@@ -67,20 +69,22 @@ class ModelService:
         return list(self.classifier.classes) if self.classifier else []
 
     def start(self) -> None:
-        """Load the model (when the file exists) and warm it up with one prediction."""
-        _set_torch_threads(self.settings)
+        """Load the model (when the file exists) and warm it up at batch sizes 1 and the largest."""
+        threads = configure_torch_threads(self.settings.workers, self.settings.torch_threads)
         if not self.path.exists():
             log.warning(no_model_message(self.path))
             return
         started = time.perf_counter()
-        classifier = Classifier(load_export(self.path), self.device, self.path)
+        classifier = Classifier(load_export(self.path), self.device, self.path, self.precision)
+        warm_up(classifier, self.settings.max_batch_size)
         batcher = DynamicBatcher(classifier.predict_batch, self.settings.max_batch_size,
                                  self.settings.max_wait_ms / 1000)
         self.classifier, self._batcher = classifier, batcher
-        self.predict_image(Image.new("RGB", (64, 64)))
         log.info("Loaded %s in %.2f s: classes %s, device %s, batches of up to %d",
                  self.path, time.perf_counter() - started, ", ".join(classifier.classes),
                  self.device, self.settings.max_batch_size)
+        log.info("Serving in %s, %s, with %d torch thread(s)", precision_name(self.precision),
+                 "channels-last" if classifier.channels_last else "contiguous", threads)
 
     def stop(self) -> None:
         """Stop the batcher thread."""
@@ -90,7 +94,7 @@ class ModelService:
     def predict_bytes(self, data: bytes) -> Prediction:
         """Decode an upload and predict it; raises ImageError for bad input, NoModelError."""
         classifier = self._require_model()
-        draft_size = classifier.input_size if self.settings.draft else None
+        draft_size = classifier.draft_size if self.settings.draft else None
         image = decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
         return self.predict_image(image)
 
@@ -107,7 +111,22 @@ class ModelService:
         return self.classifier
 
 
-def _set_torch_threads(settings: ServiceSettings) -> None:
-    """Give each worker its share of the cores, so that workers don't oversubscribe the CPU."""
-    threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // max(1, settings.workers))
-    torch.set_num_threads(threads)
+def warm_up(classifier: Classifier, max_batch_size: int) -> None:
+    """Run the first forward passes now, so no request pays for lazy set-up.
+
+    The first pass at a batch shape allocates buffers and picks kernels (cuDNN, oneDNN, CUDA
+    context and autocast caches), which can take seconds on a GPU.
+    """
+    item = classifier.preprocess(Image.new("RGB", (64, 64)))
+    try:
+        classifier.predict_batch([item])
+    except RuntimeError as error:
+        # a model that flattens with .view() on a spatial map (not 1x1) cannot take NHWC
+        if not classifier.channels_last:
+            raise
+        log.warning("This model cannot run channels-last (%s); using the default layout.",
+                    str(error).split(".")[0])
+        classifier.use_channels_last(False)
+        classifier.predict_batch([item])
+    if max_batch_size > 1:
+        classifier.predict_batch([item] * max_batch_size)
