@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from fastai.vision.core import PILImage
 from fasttransform.transform import Pipeline
 from PIL import Image
 
+log = logging.getLogger(__name__)
 VALID_SPLIT = 1  # fastai's split index of the validation set: no random augmentation
 # A draft decode keeps every side at least this many times what the item transforms need, so
 # that their own resize still shrinks the picture and sets its look. Measured on a briefly
@@ -74,16 +76,13 @@ class Classifier:
     """A fastai Learner on one device; `preprocess` is thread-safe, `predict_batch` is not."""
 
     def __init__(self, learner: Learner, device: torch.device, path: Path,
-                 precision: torch.dtype | None = None, channels_last: bool | None = None):
+                 precision: torch.dtype | None = None, channels_last: bool = True):
         self.path = path
         self.device = device
         self.precision = precision
-        # NHWC suits cuDNN's tensor-core kernels and oneDNN's CPU convolutions alike
-        self.channels_last = device.type == "cuda" if channels_last is None else channels_last
         self.classes = [str(label) for label in learner.dls.vocab]
         learner.dls.to(device)
         self.model = learner.model.eval().to(device)
-        self.use_channels_last(self.channels_last)
         self._item_pipeline = _validation_copy(learner.dls.valid.after_item)
         self._batch_pipeline = _validation_copy(learner.dls.valid.after_batch)
         self._activation = getattr(learner.loss_func, "activation", None) or (
@@ -94,6 +93,21 @@ class Classifier:
         # least this long (Pillow's draft mode): a 12 MP photo becomes 500x375 for a 224 px
         # model, several times cheaper to decode than in full
         self.draft_size = draft_size_for(self._item_pipeline)
+        # NHWC suits cuDNN's tensor-core kernels and oneDNN's CPU convolutions alike: a resnet34
+        # forward on this project's 2-core CPU took 10-25% less time in it (docs/performance.md)
+        self.channels_last = False
+        if channels_last:
+            self._try_channels_last()
+
+    def _try_channels_last(self) -> None:
+        """Use NHWC if the model runs in it; some cannot (a .view() flatten of a spatial map)."""
+        self.use_channels_last(True)
+        try:
+            self.predict_batch([self.preprocess(Image.new("RGB", (64, 64)))])
+        except RuntimeError as error:
+            log.info("This model cannot run channels-last (%s); using the default layout.",
+                     str(error).split(". ")[0])
+            self.use_channels_last(False)
 
     def use_channels_last(self, enabled: bool) -> None:
         """Switch the model and its inputs to NHWC (True) or back to the default NCHW layout."""

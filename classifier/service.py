@@ -118,15 +118,5 @@ def warm_up(classifier: Classifier, max_batch_size: int) -> None:
     context and autocast caches), which can take seconds on a GPU.
     """
     item = classifier.preprocess(Image.new("RGB", (64, 64)))
-    try:
-        classifier.predict_batch([item])
-    except RuntimeError as error:
-        # a model that flattens with .view() on a spatial map (not 1x1) cannot take NHWC
-        if not classifier.channels_last:
-            raise
-        log.warning("This model cannot run channels-last (%s); using the default layout.",
-                    str(error).split(".")[0])
-        classifier.use_channels_last(False)
-        classifier.predict_batch([item])
-    if max_batch_size > 1:
-        classifier.predict_batch([item] * max_batch_size)
+    for size in sorted({1, max(1, max_batch_size)}):
+        classifier.predict_batch([item] * size)

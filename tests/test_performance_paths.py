@@ -160,17 +160,20 @@ def test_channels_last_gives_the_same_probabilities_as_the_default_layout(photo_
         assert row == pytest.approx(want, abs=1e-4)
 
 
-def test_a_model_that_cannot_run_channels_last_falls_back_at_warm_up(fresh_tiny_learner,
-                                                                    model_path, pictures):
+def test_a_model_that_cannot_run_channels_last_keeps_the_default_layout(fresh_tiny_learner,
+                                                                       model_path, pictures):
     # the tiny model flattens a 2x2 map with .view(), which an NHWC tensor cannot do
-    classifier = Classifier(fresh_tiny_learner, torch.device("cpu"), model_path,
-                            channels_last=True)
-    warm_up(classifier, 4)
+    classifier = Classifier(fresh_tiny_learner, torch.device("cpu"), model_path)
     assert not classifier.channels_last
-    default = Classifier(load_export(model_path), torch.device("cpu"), model_path)
+    default = Classifier(load_export(model_path), torch.device("cpu"), model_path,
+                         channels_last=False)
     for row, want in zip(served_probabilities(classifier, pictures),
                          served_probabilities(default, pictures), strict=True):
         assert row == pytest.approx(want, abs=1e-4)
+
+
+def test_a_resnet_runs_channels_last_by_default(photo_service):
+    assert photo_service.classifier.channels_last
 
 
 def test_bf16_autocast_on_the_cpu_keeps_every_label(fresh_tiny_learner, model_path, pictures):
