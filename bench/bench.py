@@ -1,0 +1,486 @@
+#!/usr/bin/env python
+"""Measure the serving path against the model's own cost, side by side, in one run.
+
+    python bench/bench.py                 # builds a resnet34 (224 px) into bench/out/
+    python bench/bench.py --model models/export.pkl --requests 100 --record
+
+It prints the limit (the raw forward pass at batch 1 and 8), the baseline (`learn.predict` on
+the uploaded bytes, as a naive app does), this app end to end over HTTP on 127.0.0.1 (started as
+the README starts it), the worker's memory over 2,000 requests, and the targets of issue 4.
+All traffic goes to 127.0.0.1; the server is stopped at the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+import torch  # noqa: E402
+from fastai.callback.progress import ProgressCallback  # noqa: E402
+from fastai.vision.augment import Resize  # noqa: E402
+from fastai.vision.core import PILImage  # noqa: E402
+from fastai.vision.data import ImageDataLoaders  # noqa: E402
+from fastai.vision.learner import vision_learner  # noqa: E402
+from torchvision.models import resnet34  # noqa: E402
+
+from bench.photos import PHOTO_NAMES, TWELVE_MP, VGA, photo_jpeg, sample_photo  # noqa: E402
+from classifier.device import choose_device  # noqa: E402
+from classifier.images import decode_image  # noqa: E402
+from classifier.loading import load_export  # noqa: E402
+from classifier.model import Classifier  # noqa: E402
+from classifier.precision import choose_precision, precision_name  # noqa: E402
+from classifier.threads import available_cores, torch_threads_for  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+HOST = "127.0.0.1"  # never anywhere else: this is a load generator
+CLIENT_COUNTS = (1, 8)
+TARGETS = {"latency": 1.5, "throughput": 0.85, "rss_mb": 50.0}
+
+
+# --------------------------------------------------------------------------- the model
+
+def build_model(folder: Path, size: int = 224) -> Path:
+    """A resnet34 vision_learner at `size` px, random weights, exported to folder/export.pkl.
+
+    Random weights cost the same to run as trained ones; the data are crops of the sample
+    photos, only there because a fastai DataLoaders needs some.
+    """
+    path = folder / "export.pkl"
+    if path.exists():
+        return path
+    data = folder / "data"
+    for name in PHOTO_NAMES:
+        (data / Path(name).stem).mkdir(parents=True, exist_ok=True)
+        photo = sample_photo(name)
+        for index in range(4):
+            left = 40 * index
+            photo.crop((left, 0, left + 400, 400)).save(data / Path(name).stem / f"{index}.jpg")
+    dls = ImageDataLoaders.from_folder(data, valid_pct=0.25, seed=0, item_tfms=Resize(size),
+                                       bs=4, num_workers=0)
+    learn = vision_learner(dls, resnet34, pretrained=False)
+    learn.remove_cb(ProgressCallback)
+    learn.export(path.resolve())
+    return path
+
+
+# --------------------------------------------------------------------------- timing helpers
+
+def time_calls(call, min_calls: int, min_seconds: float) -> list[float]:
+    """Seconds per call, after two warm-up calls, until both minimums are reached."""
+    call()
+    call()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - started < min_seconds:
+        begin = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - begin)
+    return times
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The `share` quantile (0..1) of `values`, by linear interpolation."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * share
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+# --------------------------------------------------------------------------- limit and baseline
+
+class RawForward:
+    """The model alone on prepared batches of a real photo, exactly as the app's forward runs.
+
+    Every measurement is kept: the HTTP cases are each measured between two of them, because a
+    shared machine's speed drifts by tens of percent from one minute to the next.
+    """
+
+    def __init__(self, classifier: Classifier, photo: bytes, batch_sizes=(1, 8)):
+        self.classifier = classifier
+        item = classifier.preprocess(decode_image(photo, draft_size=classifier.draft_size))
+        self.batches = {size: classifier.prepare_batch([item] * size) for size in batch_sizes}
+        self.seconds: dict[int, list[float]] = {size: [] for size in batch_sizes}
+
+    def measure(self, size: int, min_calls: int = 5, min_seconds: float = 2.0) -> float:
+        """Median seconds of one forward pass at batch `size`, measured now."""
+        batch = self.batches[size]
+        median = statistics.median(time_calls(lambda: self.classifier.forward(batch),
+                                              min_calls, min_seconds))
+        self.seconds[size].append(median)
+        return median
+
+    def summary(self) -> dict:
+        """Per batch size, the median over every measurement: ms, ms per image, images/s."""
+        results = {}
+        for size, values in self.seconds.items():
+            median = statistics.median(values)
+            results[str(size)] = {"ms": median * 1000, "ms_per_image": median * 1000 / size,
+                                  "images_per_s": size / median, "measurements": len(values),
+                                  "range_ms": [min(values) * 1000, max(values) * 1000]}
+        return results
+
+
+def measure_learn_predict(model_path: Path, photos: dict[str, bytes]) -> dict:
+    """`learn.predict(PILImage.create(bytes))` per image, fastai's own one-at-a-time path."""
+    learner = load_export(model_path)
+    learner.remove_cb(ProgressCallback)
+    results = {}
+    for name, data in photos.items():
+        times = time_calls(lambda data=data: learner.predict(PILImage.create(data)), 8, 3.0)
+        median = statistics.median(times)
+        results[name] = {"ms": median * 1000, "images_per_s": 1 / median}
+    return results
+
+
+# --------------------------------------------------------------------------- the app over HTTP
+
+class Server:
+    """`python application.py --port P --model M` in a subprocess, as the README starts it."""
+
+    def __init__(self, model: Path, log_path: Path, port: int):
+        self.port = port
+        self.log_path = log_path
+        environment = {**os.environ, "SEAFRONT_INSTANCE_PATH": str(OUT / "instance"),
+                       "PYTHONUNBUFFERED": "1"}
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "application.py", "--port", str(port), "--model", str(model)],
+            cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        """Block until /healthz says the model is loaded."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"The server exited early; see {self.log_path}")
+            try:
+                connection = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                connection.request("GET", "/healthz")
+                body = json.loads(connection.getresponse().read())
+                connection.close()
+                if body.get("model_loaded"):
+                    return
+            except (OSError, ValueError, http.client.HTTPException):
+                pass
+            time.sleep(0.3)
+        raise SystemExit(f"The server did not load the model in {timeout:.0f} s; see "
+                         f"{self.log_path}")
+
+    def worker(self) -> psutil.Process:
+        """The gunicorn worker process (the one that holds the model)."""
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        if len(children) != 1:
+            raise SystemExit(f"Expected one gunicorn worker, found {len(children)}")
+        return children[0]
+
+    def stop(self) -> None:
+        """Stop gunicorn and its worker."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def multipart(data: bytes, filename: str = "photo.jpg") -> tuple[bytes, str]:
+    """A multipart/form-data body with one `file` field, as a browser or `curl -F` sends."""
+    boundary = uuid.uuid4().hex
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"{filename}\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    return head + data + tail, f"multipart/form-data; boundary={boundary}"
+
+
+@dataclass
+class Load:
+    """What a run of clients measured."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        """p50, p95 (ms), throughput (requests/s) and errors."""
+        return {"requests": len(self.latencies) + len(self.errors),
+                "p50_ms": percentile(self.latencies, 0.5) * 1000,
+                "p95_ms": percentile(self.latencies, 0.95) * 1000,
+                "per_s": len(self.latencies) / self.seconds, "errors": len(self.errors)}
+
+
+def run_clients(port: int, bodies: list[tuple[bytes, str]], clients: int, requests: int) -> Load:
+    """`clients` threads, each on its own keep-alive connection, send `requests` POSTs in all.
+
+    Request i sends bodies[i % len(bodies)]; each client waits for its answer before sending
+    the next one (a closed loop, like a person or a synchronous caller).
+    """
+    load, lock = Load(), threading.Lock()
+    counter = iter(range(requests))
+
+    def client() -> None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=120)
+        while True:
+            with lock:
+                index = next(counter, None)
+            if index is None:
+                break
+            body, content_type = bodies[index % len(bodies)]
+            begin = time.perf_counter()
+            try:
+                connection.request("POST", "/api/predict", body=body,
+                                   headers={"Content-Type": content_type})
+                response = connection.getresponse()
+                answer = response.read()
+                elapsed = time.perf_counter() - begin
+                ok = response.status == 200 and "label" in json.loads(answer)
+            except (OSError, ValueError, http.client.HTTPException) as error:
+                connection.close()
+                connection = http.client.HTTPConnection(HOST, port, timeout=120)
+                ok, answer, elapsed = False, repr(error).encode(), 0.0
+            with lock:
+                if ok:
+                    load.latencies.append(elapsed)
+                else:
+                    load.errors.append(answer[:200].decode(errors="replace"))
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    load.seconds = time.perf_counter() - started
+    return load
+
+
+# --------------------------------------------------------------------------- the report
+
+def machine() -> dict:
+    """What ran the benchmark."""
+    model_name = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model_name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model_name, "cores": available_cores(), "torch": torch.__version__,
+            "python": platform.python_version(), "gpu": (torch.cuda.get_device_name(0)
+                                                         if torch.cuda.is_available() else None)}
+
+
+def verdicts(results: dict) -> list[tuple[str, float, str, bool]]:
+    """(target, measured ratio or value, the bound, met) for each target of issue 4."""
+    http_ = results["http"]
+    one = http_["12MP"]["1"]
+    latency = one["p50_ms"] / one["limit_ms"]
+    rows = [("12 MP photo, 1 client: p50 / raw batch-1 forward", latency,
+             f"<= {TARGETS['latency']}", latency <= TARGETS["latency"])]
+    for photo in ("640x480", "12MP"):
+        eight = http_[photo]["8"]
+        ratio = eight["per_s"] / eight["limit_per_s"]
+        rows.append((f"{photo} photo, 8 clients: throughput / raw batch-8 throughput", ratio,
+                     f">= {TARGETS['throughput']}", ratio >= TARGETS["throughput"]))
+    errors = results["errors"]
+    rows.append(("errors over every HTTP request", errors, "== 0", errors == 0))
+    growth = results["rss"]["growth_mb"]
+    rows.append((f"worker RSS growth over {results['rss']['requests']} requests (MB)", growth,
+                 f"<= {TARGETS['rss_mb']:.0f}", growth <= TARGETS["rss_mb"]))
+    return rows
+
+
+def report(results: dict) -> str:
+    """The run as Markdown: the machine, the measurements and the targets."""
+    info, forward, baseline = results["machine"], results["forward"], results["baseline"]
+    lines = [
+        f"### {results['when']}",
+        "",
+        f"- machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, Python "
+        f"{info['python']}{', GPU ' + info['gpu'] if info['gpu'] else ''}",
+        f"- model: {results['model']} (input {results['input_size']} px); server: "
+        f"`python application.py` (1 worker, 8 threads), device {results['device']}, "
+        f"{results['precision']}, {results['layout']}, {results['threads']} torch threads",
+        f"- load average (1 min) at start / end: {results['load'][0]:.2f} / "
+        f"{results['load'][1]:.2f}; {results['note']}",
+        "",
+        "| what | batch / clients | ms (p50) | p95 ms | per second | raw forward around it |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for size, row in forward.items():
+        low, high = row["range_ms"]
+        lines.append(f"| raw forward (the limit) | batch {size} | {row['ms']:.1f} "
+                     f"({row['ms_per_image']:.1f}/image) | | {row['images_per_s']:.1f} | median "
+                     f"of {row['measurements']}, {low:.0f}-{high:.0f} ms |")
+    for photo, row in baseline.items():
+        lines.append(f"| `learn.predict(PILImage.create(bytes))`, {photo} | 1 | {row['ms']:.1f} "
+                     f"| | {row['images_per_s']:.1f} | |")
+    for photo, by_clients in results["http"].items():
+        for clients, row in by_clients.items():
+            lines.append(f"| this app over HTTP, {photo} | {clients} clients | "
+                         f"{row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['per_s']:.1f} | "
+                         f"batch {row['limit_batch']}: {row['limit_ms']:.1f} ms, "
+                         f"{row['limit_per_s']:.1f}/s |")
+    rss = results["rss"]
+    lines += [
+        "", "Each HTTP case is compared with the raw forward measured just before and just after "
+        "it (their mean, last column), because a shared machine's speed drifts.",
+        "", f"Worker RSS: {rss['before_mb']:.1f} MB before, {rss['after_mb']:.1f} MB after "
+        f"{rss['requests']} requests ({rss['mix']}); growth {rss['growth_mb']:+.1f} MB.",
+        "", "| target | measured | bound | |", "| --- | ---: | --- | --- |"]
+    for name, value, bound, met in verdicts(results):
+        shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {name} | {shown} | {bound} | {'met' if met else 'NOT met'} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- the run
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, help="a fastai export.pkl (default: build a "
+                        "resnet34 at 224 px, random weights, into bench/out/)")
+    parser.add_argument("--requests", type=int, default=200,
+                        help="requests per HTTP case (photo x clients); default 200")
+    parser.add_argument("--rss-requests", type=int, default=2000,
+                        help="requests for the memory check; default 2000")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: free)")
+    parser.add_argument("--note", default="", help="a remark for the record (e.g. machine busy)")
+    parser.add_argument("--record", action="store_true",
+                        help=f"append the report to {RESULTS.relative_to(ROOT)}")
+    return parser.parse_args(argv)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def measure_http(server: Server, photos: dict[str, bytes], requests: int,
+                 raw: RawForward) -> tuple[dict, int]:
+    """p50, p95 and throughput for each photo at 1 and 8 clients, each with the raw forward
+    (batch 1 for one client, batch 8 for eight) measured just before and just after it."""
+    results, errors = {}, 0
+    for name, data in photos.items():
+        body = [multipart(data)]
+        results[name] = {}
+        for clients in CLIENT_COUNTS:
+            size = 1 if clients == 1 else 8
+            before = raw.measure(size)
+            run_clients(server.port, body, clients, 2 * clients)  # warm the connections
+            load = run_clients(server.port, body, clients, requests)
+            after = raw.measure(size)
+            summary = results[name][str(clients)] = load.summary()
+            limit = (before + after) / 2
+            summary.update(limit_batch=size, limit_ms=limit * 1000, limit_per_s=size / limit)
+            errors += len(load.errors)
+            print(f"HTTP {name}, {clients} client(s): p50 {summary['p50_ms']:.1f} ms, p95 "
+                  f"{summary['p95_ms']:.1f} ms, {summary['per_s']:.1f}/s, "
+                  f"{summary['errors']} errors; raw batch-{size} forward around it "
+                  f"{before * 1000:.1f} / {after * 1000:.1f} ms", flush=True)
+            if load.errors:
+                print("  first error:", load.errors[0], flush=True)
+    return results, errors
+
+
+def measure_rss(server: Server, photos: dict[str, bytes], requests: int) -> dict:
+    """The worker's resident memory before and after `requests` more requests."""
+    worker = server.worker()
+    before = worker.memory_info().rss
+    # mostly small photos so 2,000 requests fit the time budget; 1 in 10 is a 12 MP one
+    mixed = [multipart(photos["640x480"])] * 9 + [multipart(photos["12MP"])]
+    load = run_clients(server.port, mixed, 8, requests)
+    after = worker.memory_info().rss
+    print(f"worker RSS {before / 2**20:.1f} MB -> {after / 2**20:.1f} MB after {requests} "
+          f"requests ({len(load.errors)} errors)", flush=True)
+    return {"before_mb": before / 2**20, "after_mb": after / 2**20,
+            "growth_mb": (after - before) / 2**20, "requests": requests,
+            "mix": "8 clients; 9 in 10 a 640x480 photo, 1 in 10 a 12 MP photo",
+            "errors": len(load.errors)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement and print the report."""
+    args = parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    load_start = os.getloadavg()[0]
+    model_path = (args.model or build_model(OUT / "resnet34-224")).resolve()
+    photos = {"12MP": photo_jpeg("china.jpg", TWELVE_MP), "640x480": photo_jpeg("china.jpg", VGA)}
+    print(f"model {model_path}; photos: 12MP {len(photos['12MP']):,} bytes, 640x480 "
+          f"{len(photos['640x480']):,} bytes", flush=True)
+
+    # the limit: the model alone, with the threads, layout and precision of the app's worker
+    threads = torch_threads_for(workers=1)
+    torch.set_num_threads(threads)
+    device = choose_device("auto").device
+    precision = choose_precision("auto", device)
+    classifier = Classifier(load_export(model_path), device, model_path, precision)
+    raw = RawForward(classifier, photos["12MP"])
+    for size in raw.batches:
+        print(f"raw forward, batch {size}: {raw.measure(size, 10, 3.0) * 1000:.1f} ms",
+              flush=True)
+    baseline = measure_learn_predict(model_path, photos)
+    for name, row in baseline.items():
+        print(f"learn.predict, {name}: {row['ms']:.1f} ms", flush=True)
+
+    server = Server(model_path, OUT / "server.log", args.port or free_port())
+    try:
+        server.wait_ready()
+        http_results, errors = measure_http(server, photos, args.requests, raw)
+        rss = measure_rss(server, photos, args.rss_requests)
+    finally:
+        server.stop()
+
+    results = {"when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+               "model": str(model_path.relative_to(ROOT) if model_path.is_relative_to(ROOT)
+                            else model_path),
+               "input_size": classifier.input_size, "device": str(device),
+               "precision": precision_name(precision), "threads": threads,
+               "layout": "channels-last" if classifier.channels_last else "contiguous",
+               "forward": raw.summary(),
+               "baseline": baseline, "http": http_results, "rss": rss,
+               "errors": errors + rss["errors"], "load": (load_start, os.getloadavg()[0]),
+               "seconds": time.monotonic() - started, "note": args.note or "no other note"}
+
+    text = report(results)
+    print()
+    print(text)
+    print(f"(took {results['seconds']:.0f} s; server log: {server.log_path})")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (OUT / f"results-{stamp}.json").write_text(json.dumps(results, indent=2))
+    if args.record:
+        with RESULTS.open("a") as record:
+            record.write("\n" + text)
+        print(f"appended to {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
