@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "DEVICE": "auto",
     "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,
     "MAX_BATCH_SIZE": 8,
-    "MAX_WAIT_MS": 0.0,
+    "MAX_WAIT_MS": 50.0,
     "DRAFT_DECODE": True,
     "MAX_PIXELS": 50_000_000,
     "TORCH_THREADS": 0,

@@ -39,7 +39,7 @@ class ServiceSettings:
     model_path: Path = Path("models/export.pkl")
     device: str = "auto"
     max_batch_size: int = 8
-    max_wait_ms: float = 0.0
+    max_wait_ms: float = 50.0
     draft: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
     torch_threads: int = 0  # 0: the machine's cores divided by the number of workers

@@ -1,0 +1,125 @@
+"""Dynamic batching: requests share forward passes, a lone request never waits for company."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from classifier.batcher import BatcherClosedError, DynamicBatcher
+
+
+class SlowModel:
+    """Stands in for the model: doubles numbers, takes `seconds` a batch, records batch sizes."""
+
+    def __init__(self, seconds: float = 0.02, fail_on: int | None = None):
+        self.seconds, self.fail_on, self.sizes = seconds, fail_on, []
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.sizes.append(len(items))
+        time.sleep(self.seconds)
+        if self.fail_on in items:
+            raise ValueError(f"cannot do {self.fail_on}")
+        return [item * 2 for item in items]
+
+
+@pytest.fixture
+def make_batcher():
+    """Batchers that are closed after the test."""
+    batchers = []
+
+    def make(model, **options) -> DynamicBatcher:
+        batchers.append(DynamicBatcher(model, **options))
+        return batchers[-1]
+
+    yield make
+    for batcher in batchers:
+        batcher.close()
+
+
+def closed_loop(batcher: DynamicBatcher, clients: int, rounds: int) -> list[int]:
+    """`clients` threads, each submitting and waiting for its answer `rounds` times."""
+    answers: list[int] = []
+
+    def client(number: int) -> None:
+        for round_ in range(rounds):
+            answers.append(batcher.submit(number * 100 + round_).result(timeout=10))
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_each_item_gets_its_own_answer(make_batcher):
+    batcher = make_batcher(SlowModel())
+    answers = closed_loop(batcher, clients=6, rounds=3)
+    assert sorted(answers) == sorted(2 * (n * 100 + r) for n in range(6) for r in range(3))
+
+
+def test_a_lone_client_never_waits_for_company(make_batcher):
+    model = SlowModel(seconds=0.0)
+    batcher = make_batcher(model, max_wait_s=1.0)
+    started = time.monotonic()
+    closed_loop(batcher, clients=1, rounds=5)
+    assert time.monotonic() - started < 0.5
+    assert model.sizes == [1] * 5
+
+
+def test_eight_clients_share_full_batches(make_batcher):
+    model = SlowModel(seconds=0.02)
+    batcher = make_batcher(model, max_batch_size=8, max_wait_s=0.5)
+    closed_loop(batcher, clients=8, rounds=6)
+    # the first batch holds whoever came first, the second the other seven; from then on all
+    # eight travel together (but the last, when the first client has already finished)
+    assert model.sizes[2:-1] == [8] * (len(model.sizes) - 3)
+    assert len(model.sizes) <= 8
+
+
+def test_without_a_wait_eight_clients_split_into_smaller_batches(make_batcher):
+    # what the wait is for: the first client's pass lets the other seven queue, and then the
+    # two groups take turns, each batch smaller than eight
+    model = SlowModel(seconds=0.02)
+    batcher = make_batcher(model, max_batch_size=8, max_wait_s=0.0)
+    closed_loop(batcher, clients=8, rounds=6)
+    assert max(model.sizes[-4:]) < 8
+
+
+def test_fewer_clients_than_a_full_batch_do_not_wait_for_the_rest(make_batcher):
+    model = SlowModel(seconds=0.01)
+    batcher = make_batcher(model, max_batch_size=8, max_wait_s=0.3)
+    started = time.monotonic()
+    closed_loop(batcher, clients=3, rounds=6)
+    # a wait per batch would take 6 x 0.3 s; at most the last batch waits, for a finished client
+    assert time.monotonic() - started < 1.0
+    assert 3 in model.sizes and max(model.sizes) == 3
+
+
+def test_no_batch_is_larger_than_the_maximum(make_batcher):
+    model = SlowModel(seconds=0.01)
+    batcher = make_batcher(model, max_batch_size=4, max_wait_s=0.05)
+    closed_loop(batcher, clients=10, rounds=3)
+    assert max(model.sizes) == 4
+
+
+def test_a_failing_item_fails_alone(make_batcher):
+    model = SlowModel(seconds=0.05, fail_on=7)
+    batcher = make_batcher(model, max_batch_size=8)
+    blocker = batcher.submit(0)  # keeps the thread busy while the next three queue up
+    futures = [batcher.submit(item) for item in (5, 7, 9)]
+    assert blocker.result(timeout=5) == 0
+    assert futures[0].result(timeout=5) == 10 and futures[2].result(timeout=5) == 18
+    with pytest.raises(ValueError, match="cannot do 7"):
+        futures[1].result(timeout=5)
+
+
+def test_a_closed_batcher_refuses_new_items_after_finishing_queued_ones():
+    batcher = DynamicBatcher(SlowModel(seconds=0.02))
+    queued = [batcher.submit(item) for item in range(3)]
+    batcher.close()
+    assert [future.result(timeout=1) for future in queued] == [0, 2, 4]
+    with pytest.raises(BatcherClosedError, match="send the request again"):
+        batcher.submit(1)
