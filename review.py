@@ -1,0 +1,203 @@
+"""Local review page: relabel or delete the images the model got most wrong (`train.py review`)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_bootstrap import Bootstrap5
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import BadRequest
+from werkzeug.wrappers import Response
+from wtforms import BooleanField, HiddenField, SelectMultipleField, StringField
+from wtforms.validators import AnyOf, DataRequired, InputRequired
+
+import server
+from cleaning import ACTIONS, LabelsError, ReviewState, TopLoss, read_top_losses, resolve_inside
+
+SPLITS = ("train", "valid")
+log = logging.getLogger(__name__)
+bp = Blueprint("review", __name__)
+
+
+@dataclass
+class Review:
+    """What the page shows: the top losses of the last fit and the review state of DIR."""
+
+    state: ReviewState
+    top_losses: list[TopLoss]
+    classes: list[str]
+
+
+class DecisionForm(FlaskForm):
+    """One card's form: the button pressed (`action`) on `file`, and the new label."""
+
+    file = HiddenField(validators=[InputRequired()])
+    action = StringField(validators=[AnyOf((*ACTIONS, "undo"))])
+    label = StringField()
+
+
+class ApplyDeletionsForm(FlaskForm):
+    """The confirmation step before files are deleted from disk."""
+
+    files = SelectMultipleField(validators=[DataRequired("Tick at least one file to delete.")])
+    confirm = BooleanField(validators=[DataRequired("Tick the box to confirm the deletion.")])
+
+
+def create_review_app(data_dir: Path, reports_dir: Path, config: dict | None = None) -> Flask:
+    """The review page for the images of `data_dir` and `reports_dir`/top_losses.csv."""
+    app = Flask(__name__)
+    # a fresh key per start is enough: sessions only carry flash messages and CSRF tokens
+    app.config.from_mapping(SECRET_KEY=secrets.token_hex(32), BOOTSTRAP_SERVE_LOCAL=True,
+                            REVIEW_PAGE_SIZE=48, MAX_CONTENT_LENGTH=1024 * 1024)
+    app.config.from_prefixed_env("SEAFRONT")
+    app.config.update(config or {})
+    try:
+        state = ReviewState.load(Path(data_dir))
+        top_losses = read_top_losses(Path(reports_dir) / "top_losses.csv")
+    except (LabelsError, OSError) as error:
+        raise server.StartupError(str(error)) from None
+    unknown = sum(row.file not in state.start_labels for row in top_losses)
+    if top_losses and unknown == len(top_losses):
+        raise server.StartupError(
+            f"none of the files in {reports_dir}/top_losses.csv is an image of {data_dir}: "
+            f"run `python train.py fit --data {data_dir}` to write the report for this folder"
+        )
+    if unknown:
+        log.warning("%d row(s) of top_losses.csv name files no longer in %s", unknown, data_dir)
+    classes = sorted({*state.start_labels.values(), *(row.actual for row in top_losses),
+                      *(row.predicted for row in top_losses)})
+    app.extensions["review"] = Review(state, top_losses, classes)
+    Bootstrap5(app)
+    CSRFProtect(app)
+    app.register_blueprint(bp)
+    return app
+
+
+def serve(data_dir: Path, reports_dir: Path, port: int) -> None:
+    """Serve the review page on 127.0.0.1:`port` (never other interfaces) until interrupted."""
+    # built here rather than in the worker so that a bad DIR is a StartupError for the CLI
+    app = create_review_app(data_dir, reports_dir)
+    log.info("review page for %s: http://127.0.0.1:%d/", data_dir, port)
+    server.serve(lambda: app, {"bind": f"127.0.0.1:{port}", "workers": 1, "threads": 4})
+
+
+def _review() -> Review:
+    return current_app.extensions["review"]
+
+
+def _filters() -> dict[str, Any]:
+    """The class, split and page of the query string, checked; 400 for unknown values."""
+    label, split = request.args.get("label", ""), request.args.get("split", "")
+    if label and label not in _review().classes:
+        abort(400, f"Unknown class {label!r}: choose one of {', '.join(_review().classes)}.")
+    if split and split not in SPLITS:
+        abort(400, f"Unknown split {split!r}: choose train or valid.")
+    page = max(request.args.get("page", 1, type=int), 1)
+    # None, not "", so that url_for leaves an unset filter out of the links it builds
+    return {"label": label or None, "split": split or None, "page": page if page > 1 else None}
+
+
+def _checked_path(fname: str) -> Path:
+    """The path of `fname` if it names an image of DIR; 400 otherwise."""
+    state = _review().state
+    try:
+        path = resolve_inside(state.data_dir, fname)
+    except ValueError as error:
+        abort(400, f"{error}: the review page only shows and changes images of its data folder.")
+    if fname not in state.start_labels:
+        abort(400, f"{fname} is not an image of the data set: reload the page.")
+    return path
+
+
+@bp.app_context_processor
+def data_dir_in_templates() -> dict[str, Any]:
+    """Every page names the data folder under review."""
+    return {"data_dir": _review().state.data_dir}
+
+
+@bp.get("/")
+def index() -> str:
+    """The top losses, filtered by class and split, one card per image."""
+    review, filters = _review(), _filters()
+    cards = [
+        (position, row) for position, row in enumerate(review.top_losses)
+        if row.file in review.state.start_labels  # rows of files deleted since are gone
+        and (not filters["label"] or row.actual == filters["label"])
+        and (not filters["split"] or row.split == filters["split"])
+    ]
+    size = current_app.config["REVIEW_PAGE_SIZE"]
+    first = ((filters["page"] or 1) - 1) * size
+    return render_template(
+        "review/index.html", review=review, filters=filters, cards=cards[first:first + size],
+        pages=max(-(-len(cards) // size), 1), matching=len(cards), splits=SPLITS,
+        labels=review.state.current_labels(), marked=review.state.marked_for_deletion(),
+    )
+
+
+@bp.get("/image")
+def image() -> Response:
+    """The image file `?file=` of DIR, and nothing outside it."""
+    return send_file(_checked_path(request.args.get("file", "")))
+
+
+@bp.post("/decide")
+def decide() -> Response:
+    """Keep, relabel, delete or undo one image, then go back to where the reviewer was."""
+    form = DecisionForm()
+    if not form.validate():
+        abort(400, f"The decision was not understood ({form.errors}): reload the page.")
+    review, fname = _review(), form.file.data
+    _checked_path(fname)
+    if form.action.data == "undo":
+        review.state.undo(fname)
+    elif form.action.data == "relabel" and form.label.data not in review.classes:
+        abort(400, f"Unknown class {form.label.data!r}: choose one from the list.")
+    else:
+        review.state.decide(fname, form.action.data, form.label.data)
+    position = next((i for i, row in enumerate(review.top_losses) if row.file == fname), 0)
+    return redirect(url_for("review.index", **_filters(), _anchor=f"card-{position}"))
+
+
+@bp.route("/deletions", methods=["GET", "POST"])
+def deletions() -> Response | tuple[str, int] | str:
+    """Show the files marked for deletion and delete the ticked ones once confirmed."""
+    state = _review().state
+    form = ApplyDeletionsForm()
+    form.files.choices = state.marked_for_deletion()
+    if request.method == "GET":
+        form.files.data = form.files.choices  # all ticked to start with
+        return render_template("review/deletions.html", form=form)
+    if not form.validate():
+        return render_template("review/deletions.html", form=form), 400
+    try:
+        deleted = state.apply_deletions(form.files.data)
+    except ValueError as error:  # a decisions file edited to name a path outside DIR
+        abort(400, f"Nothing was deleted: {error}. Undo that decision and try again.")
+    flash(f"Deleted {len(deleted)} file(s) from {state.data_dir}.", "success")
+    return redirect(url_for("review.index"))
+
+
+@bp.app_errorhandler(BadRequest)
+def bad_request(error: BadRequest) -> tuple[str, int]:
+    """A 400 page that says what went wrong and what to do."""
+    message = error.description
+    if isinstance(error, CSRFError):
+        message = f"{error.description} Reload the page and try again."
+    return render_template("review/error.html", message=message), 400

@@ -1,0 +1,160 @@
+"""Shared fixtures: a tiny real fastai model, pictures, the app, clients, a live server."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from application import create_app
+
+from .imagemaker import CLASSES, encode, make_picture
+from .tinymodel import train_tiny_model, write_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_learner(tmp_path_factory):
+    """A real fastai Learner, trained on synthetic pictures and exported (a few seconds)."""
+    folder = tmp_path_factory.mktemp("tiny_model")
+    data = write_dataset(folder / "data")
+    return train_tiny_model(data, folder / "export.pkl")
+
+
+@pytest.fixture(scope="session")
+def model_path(tiny_learner) -> Path:
+    """The tiny model's export.pkl."""
+    return Path(tiny_learner.dls.path).parent / "export.pkl"
+
+
+@pytest.fixture(scope="session")
+def pictures() -> dict[str, Image.Image]:
+    """Fresh pictures the model has not seen: three of each class, of different sizes."""
+    rng = np.random.default_rng(1234)
+    return {f"{label}{index}": make_picture(label, rng, (40 + 17 * index, 90 - 11 * index))
+            for label in CLASSES for index in range(3)}
+
+
+@pytest.fixture(scope="session")
+def png_pictures(pictures) -> dict[str, bytes]:
+    """The pictures as PNG bytes."""
+    return {name: encode(image) for name, image in pictures.items()}
+
+
+@pytest.fixture
+def make_app(model_path, tmp_path) -> Iterator[Callable]:
+    """Build apps with the tiny model and extra config; their batcher threads stop afterwards."""
+    apps = []
+
+    def make(**config):
+        settings = {"TESTING": True, "MODEL_PATH": str(model_path),
+                    "INSTANCE_PATH": str(tmp_path / "instance"),
+                    "UPLOAD_FOLDER": str(tmp_path / "uploads"), **config}
+        app = create_app(settings)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["seafront.model"].stop()
+
+
+@pytest.fixture(scope="session")
+def shared_app(model_path, tmp_path_factory):
+    """One app with the tiny model for read-only tests (loading it once keeps the suite fast)."""
+    folder = tmp_path_factory.mktemp("shared_app")
+    app = create_app({"TESTING": True, "MODEL_PATH": str(model_path),
+                      "INSTANCE_PATH": str(folder / "instance")})
+    yield app
+    app.extensions["seafront.model"].stop()
+
+
+@pytest.fixture
+def client(shared_app):
+    """A test client of the shared app."""
+    return shared_app.test_client()
+
+
+def read_csrf_token(html: str) -> str:
+    """The CSRF token of the form in a page."""
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+@pytest.fixture
+def csrf_token(client) -> str:
+    """A real CSRF token, read from the upload page as a browser would."""
+    return read_csrf_token(client.get("/").get_data(as_text=True))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LiveServer:
+    """`python application.py` in a subprocess, as the README starts it."""
+
+    def __init__(self, model: Path, workdir: Path, *args: str, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "server.log"
+        environment = {**os.environ, "SEAFRONT_INSTANCE_PATH": str(workdir / "instance"),
+                       "PYTHONUNBUFFERED": "1", **(env or {})}
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "application.py"), "--port", str(self.port),
+             "--model", str(model), *args],
+            cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60) -> LiveServer:
+        """Block until /healthz answers, or fail with the server's log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log()}")
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).ok:
+                    return self
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.2)
+        raise AssertionError(f"server not ready after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        """What the server has logged so far."""
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        """Stop gunicorn and its workers."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(model_path, tmp_path_factory) -> Iterator[LiveServer]:
+    """The app served by gunicorn on 127.0.0.1, for tests that need real HTTP and real threads."""
+    server = LiveServer(model_path, tmp_path_factory.mktemp("live"))
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()

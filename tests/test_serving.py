@@ -1,0 +1,81 @@
+"""`python application.py`: gunicorn, start-up log lines, clear start-up errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+import torch
+
+from .conftest import ROOT, free_port
+
+
+def test_served_by_gunicorn_and_the_log_says_file_classes_device_and_time(live_server, model_path):
+    log = live_server.log()
+    assert "Starting gunicorn" in log and "Werkzeug" not in log
+    assert f"Loaded {model_path} in " in log
+    assert "classes mod, rocker, device cpu" in log
+    assert requests.get(f"{live_server.url}/healthz", timeout=5).json()["model_loaded"]
+
+
+def test_gunicorn_serves_the_module_level_application(model_path, tmp_path):
+    port = free_port()
+    environment = {**os.environ, "SEAFRONT_MODEL_PATH": str(model_path),
+                   "SEAFRONT_INSTANCE_PATH": str(tmp_path / "instance")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "application:application", "--bind",
+         f"127.0.0.1:{port}", "--worker-class", "gthread", "--threads", "4"],
+        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        health = wait_for_health(f"http://127.0.0.1:{port}", process)
+        assert health == {"status": "ok", "model_loaded": True, "device": "cpu",
+                          "classes": ["mod", "rocker"]}
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert "classes mod, rocker, device cpu" in output
+
+
+def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 60) -> dict:
+    """Poll /healthz until it answers; fail if the process exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited early"
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).json()
+        except (requests.ConnectionError, requests.Timeout):
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer in {timeout} s")
+
+
+def run_application(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    """Run `python application.py ARGS` to completion."""
+    return subprocess.run([sys.executable, str(ROOT / "application.py"), "--port", "0", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(("contents", "words"), [
+    (b"this is not a pickle", "is not a loadable fastai export"),
+    (b"", "is not a loadable fastai export"),
+])
+def test_a_broken_model_file_stops_start_up_with_one_sentence(tmp_path, contents, words):
+    bad = tmp_path / "export.pkl"
+    bad.write_bytes(contents)
+    result = run_application("--model", str(bad))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert words in output and str(bad) in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine with no GPU")
+def test_device_cuda_without_a_usable_gpu_stops_start_up_with_one_sentence(model_path):
+    result = run_application("--model", str(model_path), "--device", "cuda")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Cannot use --device cuda: no CUDA GPU is visible" in output
+    assert "Traceback" not in output
