@@ -252,8 +252,12 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_review(args: argparse.Namespace) -> int:
     """`review`: start the local review page (review.py) on the data and its reports."""
     import review  # only this command needs the review page and its Flask app
+    from server import StartupError
 
-    review.serve(args.data, args.reports, args.port)
+    try:
+        review.serve(args.data, args.reports, args.port)
+    except StartupError as error:
+        raise InputError(str(error)) from None
     return 0
 
 

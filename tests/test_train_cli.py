@@ -182,6 +182,14 @@ def test_train_py_offline_run_exits_2_with_one_sentence(tmp_path):
     assert not (tmp_path / "models").exists()
 
 
+def test_review_without_a_fit_report_exits_2_with_one_sentence(tmp_path, capsys):
+    data = two_classes(tmp_path / "data")
+    status = train.main(["review", "--data", str(data), "--reports", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and "top_losses.csv not found" in err
+
+
 def test_review_starts_the_review_page_on_the_data_and_reports(monkeypatch, tmp_path):
     calls = []
     fake_review = types.SimpleNamespace(serve=lambda *args: calls.append(args))

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import pickle
 import time
+import types
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from fastai.learner import load_learner
+import torch
 from PIL import Image
 
 import train
 import training.fit
+from application import create_app
+from review import create_review_app
 from training.demo import write_digits
 
 DIGITS = ("0", "1", "7")
@@ -122,14 +127,47 @@ def test_top_losses_csv_lists_every_data_image_worst_first(fitted):
         assert 0 <= float(row["probability"]) <= 1
 
 
-def test_exported_model_predicts_like_the_learner_did(fitted):
-    image = next((fitted.data / "7").iterdir())
-    exported = load_learner(fitted.models / "export.pkl")
-    label, _, probabilities = exported.predict(image)
-    expected_label, _, expected = fitted.learner.predict(image)
-    assert list(exported.dls.vocab) == fitted.card["classes"]
-    assert label == expected_label
-    assert probabilities.tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+def test_the_app_predicts_what_the_learner_predicted_at_the_end_of_training(fitted, tmp_path):
+    app = create_app({"MODEL_PATH": str(fitted.models / "export.pkl"), "TESTING": True,
+                      "INSTANCE_PATH": str(tmp_path / "instance")})
+    try:
+        client = app.test_client()
+        for digit in DIGITS:
+            image = sorted((fitted.data / digit).iterdir())[-1]
+            label, _, expected = fitted.learner.predict(image)
+            answer = client.post("/api/predict", content_type="multipart/form-data",
+                                 data={"file": (io.BytesIO(image.read_bytes()), image.name)})
+            assert answer.status_code == 200
+            body = answer.get_json()
+            assert body["label"] == label
+            assert body["probabilities"] == pytest.approx(
+                dict(zip(fitted.card["classes"], expected.tolist(), strict=True)), abs=1e-4)
+    finally:
+        app.extensions["seafront.model"].stop()
+
+
+def test_export_pkl_needs_fastai_and_torch_but_not_the_training_code(fitted):
+    modules = set()
+
+    class RecordingUnpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            modules.add(module)
+            return super().find_class(module, name)
+
+    recording = types.ModuleType("recording_pickle")
+    recording.__dict__.update(pickle.__dict__)
+    recording.Unpickler = RecordingUnpickler
+    torch.load(fitted.models / "export.pkl", pickle_module=recording, weights_only=False)
+    roots = {module.split(".")[0] for module in modules}
+    assert {"fastai", "torch"} <= roots
+    assert not roots & {"training", "train", "__main__", "tests"}, sorted(modules)
+
+
+def test_the_review_page_knows_every_file_of_top_losses_csv(fitted):
+    app = create_review_app(fitted.data, fitted.reports)
+    review = app.extensions["review"]
+    assert len(review.top_losses) == fitted.card["train_count"] + fitted.card["valid_count"]
+    assert all(row.file in review.state.start_labels for row in review.top_losses)
 
 
 def test_lr_find_writes_a_png_and_prints_suggestions(digits, tmp_path, capsys):
