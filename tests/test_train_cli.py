@@ -92,6 +92,8 @@ BAD_INPUTS = [
     pytest.param(broken_image, "cannot be opened", id="image that does not open"),
     pytest.param(unknown_architecture, "unknown architecture", id="unknown architecture"),
     pytest.param(lr_max_without_unfreezing, "--unfreeze-epochs", id="lr-max alone"),
+    pytest.param(lambda tmp: ["lr-find", "--data", str(tmp), "--iterations", "5"],
+                 "at least 20", id="too few lr-find iterations"),
     pytest.param(lambda tmp: ["download", str(tmp / "mods.csv")], "not found",
                  id="missing URL file"),
     pytest.param(lambda tmp: url_file(tmp, ""), "holds no URLs", id="empty URL file"),

@@ -9,6 +9,8 @@ import json
 import pickle
 import time
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,6 +39,28 @@ CARD_TYPES = {
 }
 
 
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Train on one thread: on a CPU shared with other jobs, torch's spinning threads are slow.
+
+    train.py sets OMP_WAIT_POLICY=PASSIVE for that, but pytest has loaded torch before it
+    runs, and building the app sets torch's threads to the core count.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def single_threaded():
+    """Every test of this module trains on one thread (see `one_torch_thread`)."""
+    with one_torch_thread():
+        yield
+
+
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory) -> Path:
     """Class folders 0/, 1/ and 7/ of 60 handwritten-digit PNGs each."""
@@ -63,7 +87,7 @@ def fitted(digits, tmp_path_factory) -> SimpleNamespace:
     """One `train.py fit` run through main(), with its output folders and learner."""
     out = tmp_path_factory.mktemp("fit")
     models, reports = out / "models", out / "reports"
-    with pytest.MonkeyPatch.context() as monkeypatch:
+    with pytest.MonkeyPatch.context() as monkeypatch, one_torch_thread():
         results = spy_fit(monkeypatch)
         started = time.monotonic()
         status = train.main(["fit", "--data", str(digits), "--models", str(models),
@@ -172,10 +196,9 @@ def test_the_review_page_knows_every_file_of_top_losses_csv(fitted):
 
 def test_lr_find_writes_a_png_and_prints_suggestions(digits, tmp_path, capsys):
     reports = tmp_path / "reports"
-    # lr_find runs 100 batches whatever the data: small ones keep it quick
     status = train.main(["lr-find", "--data", str(digits), "--reports", str(reports),
-                         "--no-pretrained", "--arch", "resnet18", "--size", "16",
-                         "--batch-size", "8", "--workers", "0", "--no-augment"])
+                         "--iterations", "30", "--no-pretrained", "--arch", "resnet18",
+                         "--size", "16", "--batch-size", "8", "--workers", "0", "--no-augment"])
     out = capsys.readouterr().out
     assert status == 0
     with Image.open(reports / "lr_find.png") as image:

@@ -94,13 +94,15 @@ def _prepare(options: DataOptions, learner_path: Path) -> _Prepared:
     return _Prepared(images, split, learner)
 
 
-def lr_find(options: DataOptions, reports: Path) -> tuple[dict[str, float], Path]:
+def lr_find(
+    options: DataOptions, reports: Path, iterations: int = 100
+) -> tuple[dict[str, float], Path]:
     """Run fastai's learning-rate finder; return its suggestions and the plot's path."""
     # lr_find saves and restores the weights under learn.path/models: keep that out of
     # the user's folders
     with tempfile.TemporaryDirectory() as scratch:
         prepared = _prepare(options, Path(scratch))
-        suggestions = find_learning_rates(prepared.learner)
+        suggestions = find_learning_rates(prepared.learner, iterations)
     return suggestions, save_figure(reports / "lr_find.png")
 
 

@@ -50,9 +50,11 @@ def build_learner(dls: DataLoaders, arch: str, pretrained: bool, path: Path) -> 
         ) from None
 
 
-def find_learning_rates(learn: Learner) -> dict[str, float]:
+def find_learning_rates(learn: Learner, iterations: int = 100) -> dict[str, float]:
     """Run fastai's `lr_find` (it plots into a new figure) and return its suggestions by name."""
-    suggestions = learn.lr_find(suggest_funcs=(minimum, steep, valley, slide), show_plot=True)
+    suggestions = learn.lr_find(
+        num_it=iterations, suggest_funcs=(minimum, steep, valley, slide), show_plot=True
+    )
     return {name: float(value) for name, value in suggestions._asdict().items()}
 
 
