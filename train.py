@@ -17,8 +17,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from training.errors import InputError
+
+if TYPE_CHECKING:
+    from training.fit import DataOptions, FitResult
 
 # the fast, pure-Python parts load here; fastai and torch load inside the handlers so that
 # `--help` and argument errors answer at once
@@ -176,7 +180,7 @@ def _data_options() -> argparse.ArgumentParser:
     return data
 
 
-def data_options(args: argparse.Namespace):
+def data_options(args: argparse.Namespace) -> DataOptions:
     """The `DataOptions` that `args` ask for."""
     from training.fit import DataOptions
     from training.model import ARCHITECTURES
@@ -272,7 +276,7 @@ def run_review(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_result(result) -> None:
+def _print_result(result: FitResult) -> None:
     card = result.card
     print(f"validation accuracy {card['accuracy']:.1%} on {card['valid_count']} images "
           f"({', '.join(f'{k} {v:.0%}' for k, v in card['per_class_accuracy'].items())})")

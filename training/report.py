@@ -44,7 +44,11 @@ class LossCurves:
     def add(self, stage: str) -> None:
         """Plot the stage the learner has just finished (each fit resets the recorder)."""
         ax = self.axes.pop(0)
-        self.learn.recorder.plot_loss(ax=ax)
+        recorder = self.learn.recorder
+        # fastai skips the first 5 batches, the noisiest; a short run has few to spare
+        recorder.plot_loss(skip_start=min(5, len(recorder.losses) // 10), ax=ax)
+        for line in ax.get_lines():  # one or two epochs give single validation points
+            line.set_marker("o" if len(line.get_xdata()) < 10 else "")
         ax.set_title(f"learning curve: {stage}")
 
     def save(self, path: Path) -> Path:
