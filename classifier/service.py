@@ -102,10 +102,10 @@ class ModelService:
         future = self._batcher.submit(classifier.preprocess(image))
         return future.result(timeout=REQUEST_TIMEOUT_S)
 
-    def decode(self, data: bytes) -> Image.Image:
-        """Decode an upload as predict_bytes does (ImageError on bad input, NoModelError)."""
+    def decode(self, data: bytes, at_least: int | None = None) -> Image.Image:
+        """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
         classifier = self._require_model()
-        draft_size = classifier.input_size if self.settings.draft else None
+        draft_size = (at_least or classifier.input_size) if self.settings.draft else None
         return decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
 
     @property
