@@ -227,6 +227,7 @@
     try {
       const answer = await post(`${apiUrl}?thumbnail=1`, body);
       resultFile = file;
+      preview.hidden = true; // the result shows the photo now
       status.textContent = fillResult(answer);
       const reduced = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
       resultSection.scrollIntoView({ behavior: reduced ? "auto" : "smooth", block: "nearest" });
@@ -255,7 +256,8 @@
       const figure = resultSection.querySelector(".result-why");
       figure.querySelector(".result-heatmap").src = answer.heatmap;
       figure.hidden = false;
-      whyStatus.textContent = "The heat map is shown below your photo.";
+      figure.scrollIntoView({ block: "nearest" });
+      whyStatus.textContent = "The heat map is shown with your photo.";
       button.disabled = true;
       button.querySelector(".spinner-border").hidden = true;
     } catch (error) {

@@ -199,3 +199,23 @@ def test_the_result_store_forgets_results_older_than_its_age():
     assert store.get(old.id) is None and store.get(new.id) is new
     clock.now += 31
     assert store.get(new.id) is None and len(store) == 0
+
+
+def pages(make_app, png_pictures) -> dict[str, str]:
+    """Every page the site has, as HTML: form, result, model card, error."""
+    client = make_app().test_client()
+    return {"form": client.get("/").get_data(as_text=True),
+            "result": result_page(client, png_pictures["mod0"]),
+            "model": client.get("/model").get_data(as_text=True),
+            "error": client.get("/nowhere").get_data(as_text=True)}
+
+
+@pytest.mark.parametrize("name", ["form", "result", "model", "error"])
+def test_pages_have_no_inline_script_or_style_and_only_local_assets(make_app, png_pictures,
+                                                                    name):
+    html = pages(make_app, png_pictures)[name]
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
+    assert re.findall(r"<style|\sstyle=|\son[a-z]+=", html, flags=re.IGNORECASE) == []
+    addresses = re.findall(r'\s(?:src|href|action)="([^"]*)"', html)
+    assert addresses and all(address.startswith(("/", "#", "data:image/jpeg;base64,"))
+                             and not address.startswith("//") for address in addresses)
