@@ -72,9 +72,16 @@ def visible_box(preprocess: Callable[[Image.Image], torch.Tensor], size: tuple[i
     coordinates = np.zeros((height, width, 3), dtype=np.uint8)
     coordinates[..., 0] = xs[np.newaxis, :]
     coordinates[..., 1] = ys[:, np.newaxis]
-    seen = preprocess(Image.fromarray(coordinates, "RGB")).float()
-    return (float(seen[0].min()) / 255, float(seen[1].min()) / 255,
-            float(seen[0].max()) / 255, float(seen[1].max()) / 255)
+    seen = preprocess(Image.fromarray(coordinates, "RGB")).float() / 255
+    # resampling blurs each edge inward by up to one pixel of the model's input: within that
+    # distance of the photo's edge, the model saw up to the edge
+    edge = max(2 / 255, 1 / min(seen.shape[-2:]))
+
+    def snap(fraction: float) -> float:
+        return 0.0 if fraction <= edge else 1.0 if fraction >= 1 - edge else fraction
+
+    return (snap(float(seen[0].min())), snap(float(seen[1].min())),
+            snap(float(seen[0].max())), snap(float(seen[1].max())))
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ def test_a_landscape_photo_is_explained_only_where_the_centre_crop_looked(explai
     photo = square_photo((40, 24), np.random.default_rng(4), size=(128, 64))
     explanation = explainer.explain(photo, "square")
     left, top, right, bottom = explanation.box
-    assert (left, top, right, bottom) == pytest.approx((0.25, 0.0, 0.75, 1.0), abs=0.02)
+    assert (left, right) == pytest.approx((0.25, 0.75), abs=0.02) and (top, bottom) == (0, 1)
     heat = explanation.heat(photo.size)
     assert heat[:, :30].max() == 0 and heat[:, 98:].max() == 0
     spot_x, spot_y = hot_spot(heat)
