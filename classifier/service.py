@@ -13,6 +13,7 @@ from PIL import Image
 
 from .batcher import DynamicBatcher
 from .device import CudaQuery, choose_device
+from .explain import Explainer, Explanation, last_conv_layer
 from .images import DEFAULT_MAX_PIXELS, decode_image
 from .loading import load_export
 from .model import Classifier, Prediction
@@ -55,6 +56,7 @@ class ModelService:
         self.device = choose_device(settings.device, query).device
         self.classifier: Classifier | None = None
         self._batcher: DynamicBatcher | None = None
+        self._explainer: Explainer | None = None
 
     @property
     def loaded(self) -> bool:
@@ -99,6 +101,28 @@ class ModelService:
         classifier = self._require_model()
         future = self._batcher.submit(classifier.preprocess(image))
         return future.result(timeout=REQUEST_TIMEOUT_S)
+
+    def decode(self, data: bytes, at_least: int | None = None) -> Image.Image:
+        """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
+        classifier = self._require_model()
+        draft_size = (at_least or classifier.input_size) if self.settings.draft else None
+        return decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
+
+    @property
+    def explainable(self) -> bool:
+        """True when a model is loaded and "why?" can show where it looked (it has a conv layer)."""
+        return self.classifier is not None and last_conv_layer(self.classifier.model) is not None
+
+    def explain_image(self, image: Image.Image, label: str) -> Explanation:
+        """Grad-CAM for `label` on a decoded image, outside the batcher (raises ExplainError)."""
+        return self._explainer_for(self._require_model()).explain(image, label)
+
+    def _explainer_for(self, classifier: Classifier) -> Explainer:
+        """The loaded classifier's Explainer, made on first use (a new model gets a new one)."""
+        explainer = self._explainer
+        if explainer is None or explainer.classifier is not classifier:
+            explainer = self._explainer = Explainer(classifier)
+        return explainer
 
     def _require_model(self) -> Classifier:
         """The loaded classifier, or NoModelError."""
