@@ -17,7 +17,7 @@ from flask_bootstrap import Bootstrap5
 from flask_wtf import CSRFProtect
 
 import server
-from webapp import api, errors, model, secret, views
+from webapp import api, errors, model, secret, security, views
 
 ENV_PREFIX = "SEAFRONT"
 DEFAULTS: dict[str, Any] = {
@@ -35,6 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "BOOTSTRAP_SERVE_LOCAL": True,
     # a page left open for hours should still post; the token lives as long as the session
     "WTF_CSRF_TIME_LIMIT": None,
+    # the session holds the CSRF token: never sent on cross-site posts, never read by scripts
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_HTTPONLY": True,
 }
 # the command-line flags, the environment variable behind each, and the config key it sets
 FLAGS = {
@@ -60,6 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env(ENV_PREFIX)
     app.config.from_mapping(config)
+    security.init_app(app)
     secret.init_app(app)
     Bootstrap5(app)
     csrf.init_app(app)
