@@ -17,7 +17,7 @@ from flask_bootstrap import Bootstrap5
 from flask_wtf import CSRFProtect
 
 import server
-from webapp import api, errors, model, secret, security, views
+from webapp import api, errors, model, openapi, secret, security, views
 
 ENV_PREFIX = "SEAFRONT"
 DEFAULTS: dict[str, Any] = {
@@ -72,6 +72,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     model.init_app(app)
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(openapi.bp)
     return app
 
 
