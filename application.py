@@ -32,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     "WORKERS": 1,
     "KEEP_UPLOADS": False,
     "UPLOAD_FOLDER": "uploads",
+    # caps on each folder uploads are kept in; the oldest files are rotated out
+    "UPLOADS_MAX_FILES": 1000,
+    "UPLOADS_MAX_BYTES": 500 * 1024 * 1024,
     "BOOTSTRAP_SERVE_LOCAL": True,
     # a page left open for hours should still post; the token lives as long as the session
     "WTF_CSRF_TIME_LIMIT": None,
