@@ -87,6 +87,7 @@ def __getattr__(name: str) -> Flask:
     """
     if name != "application":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    server.configure_logging()  # under plain `gunicorn application:application` too
     app = globals()["application"] = create_app()
     return app
 

@@ -44,7 +44,7 @@ class _GunicornApp(BaseApplication):
 
 
 def serve(load_app: Callable[[], Any], options: dict[str, Any]) -> None:
-    """Run gunicorn in this process with `options` (gunicorn setting names) and the app from `load_app`."""
+    """Run gunicorn here with `options` (gunicorn setting names) and the app from `load_app`."""
     # no control socket: it lives in $HOME, so two servers on one machine would fight over it
     defaults = {"worker_class": "gthread", "preload_app": False, "accesslog": "-",
                 "control_socket_disable": True}

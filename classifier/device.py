@@ -1,4 +1,4 @@
-"""Choose the torch device: CUDA only when a GPU is present and this torch build has kernels for it."""
+"""Choose the torch device: CUDA only when a GPU is present and torch has kernels for it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from server import StartupError
 log = logging.getLogger(__name__)
 
 OLD_GPU_ADVICE = (
-    "To use this GPU, install a torch build that still ships kernels for it, for example a CUDA 11.8 "
-    "build (`pip install torch==2.7.1 torchvision==0.22.1 --index-url "
+    "To use this GPU, install a torch build that still ships kernels for it, for example "
+    "a CUDA 11.8 build (`pip install torch==2.7.1 torchvision==0.22.1 --index-url "
     "https://download.pytorch.org/whl/cu118`), in a separate environment"
 )
 
@@ -46,7 +46,7 @@ class CudaQuery:
         return torch.cuda.get_device_capability(index)
 
     def arch_list(self) -> list[str]:
-        """Architectures this torch build has kernels for, e.g. ['sm_75', 'sm_80', 'compute_120']."""
+        """Architectures this torch build has kernels for, e.g. ['sm_75', 'compute_120']."""
         return torch.cuda.get_arch_list()
 
 

@@ -67,7 +67,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation (phone photos are stored sideways); ignore a corrupt EXIF block."""
+    """Apply the EXIF orientation (phones store photos sideways); ignore a corrupt EXIF block."""
     try:
         return ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - a broken EXIF block should not cost the user the photo
@@ -100,7 +100,8 @@ def decode_image(
         image.load()
         return _to_rgb(_upright(image))
     except Image.DecompressionBombError as error:
-        raise ImageTooLargeError("That image is too large to process: send a smaller photo.") from error
+        raise ImageTooLargeError(
+            "That image is too large to process: send a smaller photo.") from error
     # Pillow's decoders raise many exception types on corrupt input (OSError for truncated
     # files, SyntaxError, ValueError, struct.error, IndexError, ...), so the net is wide
     except Exception as error:  # noqa: BLE001

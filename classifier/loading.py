@@ -1,4 +1,4 @@
-"""Load a fastai `export.pkl`, turning every way it can fail into one sentence that names the file."""
+"""Load a fastai `export.pkl`; every way it can fail becomes one sentence naming the file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A loaded fastai export that predicts on batches, using the learner's own validation transforms."""
+"""A loaded fastai export that predicts batches with the learner's own validation transforms."""
 
 from __future__ import annotations
 

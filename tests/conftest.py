@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny real fastai model, sample pictures, the app, clients and a live server."""
+"""Shared fixtures: a tiny real fastai model, pictures, the app, clients, a live server."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def make_app(model_path, tmp_path) -> Iterator[Callable]:
 
 @pytest.fixture(scope="session")
 def shared_app(model_path, tmp_path_factory):
-    """One app with the tiny model for the read-only tests (loading it once keeps the suite fast)."""
+    """One app with the tiny model for read-only tests (loading it once keeps the suite fast)."""
     folder = tmp_path_factory.mktemp("shared_app")
     app = create_app({"TESTING": True, "MODEL_PATH": str(model_path),
                       "INSTANCE_PATH": str(folder / "instance")})

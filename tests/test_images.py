@@ -35,8 +35,9 @@ def test_accepted_formats_decode_to_rgb(format, options):
 
 
 @pytest.mark.parametrize(("mode", "format", "options"), [
-    ("CMYK", "JPEG", {}), ("CMYK", "TIFF", {}), ("P", "PNG", {}), ("P", "PNG", {"transparency": 0}),
-    ("L", "PNG", {}), ("LA", "PNG", {}), ("RGBA", "PNG", {}), ("1", "BMP", {}), ("RGBA", "WEBP", {}),
+    ("CMYK", "JPEG", {}), ("CMYK", "TIFF", {}), ("P", "PNG", {}),
+    ("P", "PNG", {"transparency": 0}), ("L", "PNG", {}), ("LA", "PNG", {}), ("RGBA", "PNG", {}),
+    ("1", "BMP", {}), ("RGBA", "WEBP", {}),
 ])
 def test_every_mode_becomes_rgb(mode, format, options):
     source = gradient(mode)

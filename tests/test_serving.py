@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
 import torch
 
-from .conftest import ROOT
+from .conftest import ROOT, free_port
 
 
 def test_served_by_gunicorn_and_the_log_says_file_classes_device_and_time(live_server, model_path):
@@ -18,6 +20,36 @@ def test_served_by_gunicorn_and_the_log_says_file_classes_device_and_time(live_s
     assert f"Loaded {model_path} in " in log
     assert "classes mod, rocker, device cpu" in log
     assert requests.get(f"{live_server.url}/healthz", timeout=5).json()["model_loaded"]
+
+
+def test_gunicorn_serves_the_module_level_application(model_path, tmp_path):
+    port = free_port()
+    environment = {**os.environ, "SEAFRONT_MODEL_PATH": str(model_path),
+                   "SEAFRONT_INSTANCE_PATH": str(tmp_path / "instance")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "application:application", "--bind",
+         f"127.0.0.1:{port}", "--worker-class", "gthread", "--threads", "4"],
+        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        health = wait_for_health(f"http://127.0.0.1:{port}", process)
+        assert health == {"status": "ok", "model_loaded": True, "device": "cpu",
+                          "classes": ["mod", "rocker"]}
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert "classes mod, rocker, device cpu" in output
+
+
+def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 60) -> dict:
+    """Poll /healthz until it answers; fail if the process exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited early"
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).json()
+        except (requests.ConnectionError, requests.Timeout):
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer in {timeout} s")
 
 
 def run_application(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
