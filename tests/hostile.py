@@ -175,7 +175,7 @@ def hostile_files() -> list[HostileFile]:
         HostileFile("ycck-jpeg", ycck_jpeg(rocker), 200, label="rocker"),
         HostileFile("progressive-jpeg", encode(mod, "JPEG", progressive=True), 200, label="mod"),
         HostileFile("16-bit-grey-png", encode(Image.fromarray(
-            (np.asarray(rocker.convert("L")).astype(np.uint16) * 257)), "PNG"), 200,
+            np.asarray(rocker.convert("L")).astype(np.uint16) * 257), "PNG"), 200,
             "grey.png", "image/png"),
         HostileFile("16-bit-rgb-png", sixteen_bit_rgb_png(mod), 200, "deep.png", "image/png",
                     label="mod"),

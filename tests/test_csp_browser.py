@@ -1,4 +1,4 @@
-"""The Content-Security-Policy in a real browser: our pages break none of it, injected markup does."""
+"""The Content-Security-Policy in a real browser: our pages keep to it, injected code is blocked."""
 
 from __future__ import annotations
 
