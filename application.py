@@ -22,6 +22,8 @@ from webapp import api, errors, model, openapi, secret, security, views
 ENV_PREFIX = "SEAFRONT"
 DEFAULTS: dict[str, Any] = {
     "MODEL_PATH": "models/export.pkl",
+    # seconds between looks for a replaced model file (loaded without a restart); 0: never
+    "MODEL_RELOAD_INTERVAL": 1.0,
     "DEVICE": "auto",
     "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,
     "MAX_BATCH_SIZE": 8,
