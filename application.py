@@ -52,6 +52,8 @@ FLAGS = {
     "device": ("SEAFRONT_DEVICE", DEFAULTS["DEVICE"], "DEVICE"),
     "workers": ("SEAFRONT_WORKERS", "1", "WORKERS"),
     "threads": ("SEAFRONT_THREADS", "8", None),
+    # seconds a request (headers and body) may take to arrive; a slower client is cut off
+    "read-timeout": ("SEAFRONT_READ_TIMEOUT", "60", None),
 }
 
 csrf = CSRFProtect()
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # the workers build the app from the environment, so the flags travel through it
     for flag, (variable, _, key) in FLAGS.items():
-        value = getattr(args, flag)
+        value = getattr(args, flag.replace("-", "_"))
         if key == "MODEL_PATH":
             value = str(Path(value).resolve())
         if key:
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         "bind": f"{args.host}:{args.port}",
         "workers": int(args.workers),
         "threads": int(args.threads),
+        "read_timeout": float(args.read_timeout),
         "timeout": 120,
         "graceful_timeout": 10,
     })
