@@ -205,7 +205,7 @@ def test_debug_switched_on_later_refuses_requests(make_app, caplog):
 
 
 def test_flasks_development_server_is_refused(make_app, caplog):
-    app = make_app()
+    app = make_app(TESTING=False)
     with pytest.raises(StartupError, match="python application.py"):
         app.run()
     with caplog.at_level(logging.ERROR):

@@ -56,7 +56,9 @@ def refuse_unsafe_serving() -> None:
     if current_app.debug:
         log.error(DEBUG_REFUSED)
         abort(500)
-    if request.environ.get("SERVER_SOFTWARE", "").startswith("Werkzeug/"):
+    # tests may serve the app from a Werkzeug server in a thread; production never
+    if not current_app.testing and request.environ.get("SERVER_SOFTWARE", "").startswith(
+            "Werkzeug/"):
         log.error(DEV_SERVER_REFUSED)
         abort(500)
 
