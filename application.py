@@ -17,7 +17,18 @@ from flask_bootstrap import Bootstrap5
 from flask_wtf import CSRFProtect
 
 import server
-from webapp import api, errors, model, openapi, secret, security, views
+from webapp import (
+    api,
+    errors,
+    model,
+    modelcard,
+    openapi,
+    result_store,
+    result_views,
+    secret,
+    security,
+    views,
+)
 
 ENV_PREFIX = "SEAFRONT"
 DEFAULTS: dict[str, Any] = {
@@ -43,6 +54,13 @@ DEFAULTS: dict[str, Any] = {
     # the session holds the CSRF token: never sent on cross-site posts, never read by scripts
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
+    # results kept in memory for the page without JavaScript ("why?", feedback after a redirect)
+    "RESULTS_KEPT": 64,
+    "RESULTS_MAX_AGE_S": 900,
+    # "Wrong? It is a ..." keeps the photo under UPLOAD_FOLDER/feedback/<label>/, capped
+    "FEEDBACK": True,
+    "FEEDBACK_MAX_FILES": 1000,
+    "FEEDBACK_MAX_BYTES": 200 * 1024 * 1024,
 }
 # the command-line flags, the environment variable behind each, and the config key it sets
 FLAGS = {
@@ -77,8 +95,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(api.bp)
     errors.init_app(app)
     model.init_app(app)
+    result_store.init_app(app)
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(result_views.bp)
+    app.register_blueprint(modelcard.bp)
     app.register_blueprint(openapi.bp)
     return app
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from .batcher import BatcherClosedError, DynamicBatcher
 from .device import CudaQuery, choose_device
+from .explain import Explainer, Explanation, last_conv_layer
 from .images import DEFAULT_MAX_PIXELS, decode_image
 from .integrity import FileState, read_verified
 from .loading import load_export
@@ -61,6 +62,7 @@ class ModelService:
         self._loaded: tuple[Classifier, DynamicBatcher] | None = None
         self._watch = ModelFileWatch(self.path, settings.reload_interval_s)
         self._stopped = False
+        self._explainer: Explainer | None = None
 
     @property
     def classifier(self) -> Classifier | None:
@@ -158,6 +160,30 @@ class ModelService:
                 continue  # a reload swapped the model in meanwhile: the new one answers
             return future.result(timeout=REQUEST_TIMEOUT_S)
         raise AssertionError("unreachable")
+
+    def decode(self, data: bytes, at_least: int | None = None) -> Image.Image:
+        """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
+        classifier, _ = self._require_model()
+        draft_size = (at_least or classifier.input_size) if self.settings.draft else None
+        return decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
+
+    @property
+    def explainable(self) -> bool:
+        """True when a model is loaded and "why?" can show where it looked (it has a conv layer)."""
+        classifier = self.classifier
+        return classifier is not None and last_conv_layer(classifier.model) is not None
+
+    def explain_image(self, image: Image.Image, label: str) -> Explanation:
+        """Grad-CAM for `label` on a decoded image, outside the batcher (raises ExplainError)."""
+        classifier, _ = self._require_model()
+        return self._explainer_for(classifier).explain(image, label)
+
+    def _explainer_for(self, classifier: Classifier) -> Explainer:
+        """The loaded classifier's Explainer, made on first use (a new model gets a new one)."""
+        explainer = self._explainer
+        if explainer is None or explainer.classifier is not classifier:
+            explainer = self._explainer = Explainer(classifier)
+        return explainer
 
     def _require_model(self) -> tuple[Classifier, DynamicBatcher]:
         """The loaded classifier and its batcher, or NoModelError."""

@@ -72,6 +72,16 @@ def test_subfolders_are_neither_counted_nor_rotated(folder):
     assert len([path for path in folder.iterdir() if path.is_file()]) == 5
 
 
+def test_with_a_cap_root_every_file_under_it_counts(folder):
+    old = old_files(folder / "feedback" / "mod", 3) + old_files(folder / "feedback" / "rocker", 3)
+    os.utime(old[0], (1_600_000_000, 1_600_000_000))  # the oldest of all
+    new = save_capped(folder / "feedback" / "rocker", b"new", "jpg", max_files=5,
+                      max_bytes=10**6, cap_root=folder / "feedback")
+    left = sorted(path for path in (folder / "feedback").rglob("*") if path.is_file())
+    assert len(left) == 5 and new in left
+    assert old[0] not in left and old[3] not in left  # mod's oldest, then rocker's
+
+
 def test_many_threads_saving_at_once_stay_within_the_caps(folder):
     def save(_):
         return save_capped(folder, bytes(50), "png", max_files=5, max_bytes=1000)

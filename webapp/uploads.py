@@ -50,13 +50,15 @@ def keep_upload(data: bytes) -> Path | None:
 
 
 def save_capped(folder: Path, data: bytes, extension: str, max_files: int | None = None,
-                max_bytes: int | None = None) -> Path:
+                max_bytes: int | None = None, *, cap_root: Path | None = None) -> Path:
     """Write `data` to `folder` under a generated name, then rotate the oldest files out.
 
     The folder's own files (not its subfolders) are kept within `max_files` files and `max_bytes`
     bytes, by default the app's UPLOADS_MAX_FILES and UPLOADS_MAX_BYTES; the newest file always
-    stays. Safe from many threads and processes: files appear complete (written under a hidden
-    name, then renamed), and a file another process has already rotated out is skipped.
+    stays. With `cap_root` (a folder above `folder`, e.g. uploads/feedback for
+    uploads/feedback/<label>), the caps count and rotate every file under `cap_root` instead.
+    Safe from many threads and processes: files appear complete (written under a hidden name,
+    then renamed), and a file another process has already rotated out is skipped.
     """
     if max_files is None:
         max_files = int(current_app.config["UPLOADS_MAX_FILES"])
@@ -73,30 +75,38 @@ def save_capped(folder: Path, data: bytes, extension: str, max_files: int | None
         partial.unlink(missing_ok=True)
         raise
     with _rotation_lock:
-        _rotate(folder, keep=path, max_files=max_files, max_bytes=max_bytes)
+        _rotate(Path(cap_root) if cap_root else folder, keep=path, max_files=max_files,
+                max_bytes=max_bytes, recursive=cap_root is not None)
     return path
 
 
-def _rotate(folder: Path, keep: Path, max_files: int, max_bytes: int) -> None:
-    """Delete the oldest finished files in `folder` until it is within both caps."""
+def _finished_files(folder: Path, recursive: bool) -> list[tuple[int, str, int, Path]]:
+    """(mtime, name, size, path) of the finished files in `folder` (hidden ones are partial)."""
     files = []
     for entry in os.scandir(folder):
-        if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+        if entry.name.startswith("."):
+            continue
+        if recursive and entry.is_dir(follow_symlinks=False):
+            files += _finished_files(Path(entry.path), recursive)
+            continue
+        if not entry.is_file(follow_symlinks=False):
             continue
         try:
             stat = entry.stat(follow_symlinks=False)
         except FileNotFoundError:  # rotated out by another process meanwhile
             continue
-        files.append((stat.st_mtime_ns, entry.name, stat.st_size))
-    files.sort()
-    count, total = len(files), sum(size for _, _, size in files)
-    for _, name, size in files:
+        files.append((stat.st_mtime_ns, entry.name, stat.st_size, Path(entry.path)))
+    return files
+
+
+def _rotate(folder: Path, keep: Path, max_files: int, max_bytes: int, recursive: bool) -> None:
+    """Delete the oldest finished files in `folder` until it is within both caps."""
+    files = sorted(_finished_files(folder, recursive))
+    count, total = len(files), sum(size for _, _, size, _ in files)
+    for _, _, size, path in files:
         if count <= max_files and total <= max_bytes:
             break
-        if name == keep.name:
+        if path == keep:
             continue
-        try:
-            (folder / name).unlink()
-        except FileNotFoundError:
-            pass
+        path.unlink(missing_ok=True)
         count, total = count - 1, total - size
