@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .loading import ModelLoadError
+
+log = logging.getLogger(__name__)
 
 
 def card_path(model_path: Path) -> Path:
@@ -17,21 +20,20 @@ def card_path(model_path: Path) -> Path:
 
 
 def recorded_sha256(model_path: Path) -> str | None:
-    """The sha256 the model card records, or None without a card or without the field."""
+    """The sha256 the model card records, or None without a card, a readable card or the field.
+
+    A card that cannot be read or parsed records nothing, so it cannot refuse the model; the log
+    says the file goes unchecked.
+    """
     card = card_path(model_path)
     try:
-        text = card.read_text(encoding="utf-8")
+        card_data = json.loads(card.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except OSError as error:
-        raise ModelLoadError(f"{card} could not be read ({error}): fix its permissions, or "
-                             f"delete it to serve {model_path} without its model card.") from None
-    try:
-        card_data = json.loads(text)
-    except ValueError as error:
-        raise ModelLoadError(
-            f"{card} is not valid JSON ({error}): restore the model card that train.py wrote, "
-            f"or delete it to serve {model_path} without it.") from None
+    except (OSError, ValueError) as error:
+        log.warning("%s could not be read (%s), so %s is not checked against its sha256: restore "
+                    "the model card that train.py wrote, or delete it.", card, error, model_path)
+        return None
     sha256 = card_data.get("sha256") if isinstance(card_data, dict) else None
     return str(sha256).strip().lower() if sha256 else None
 

@@ -41,21 +41,42 @@ def violations(page) -> list[str]:
 
 @pytest.mark.browser
 @pytest.mark.timeout(120)
-def test_the_pages_load_and_work_without_any_csp_violation(live_server, browser_page, tmp_path,
-                                                           png_pictures):
+def test_the_pages_work_without_any_csp_violation(live_server, browser_page, png_pictures):
     page = browser_page
     page.goto(live_server.url + "/")
     # Bootstrap's CSS really applied (served locally, allowed by style-src 'self')
     assert page.eval_on_selector(".navbar", "e => getComputedStyle(e).display") == "flex"
-    photo = tmp_path / "mod0.png"
-    photo.write_bytes(png_pictures["mod0"])
-    page.set_input_files("input[type=file]", str(photo))
-    with page.expect_navigation():
-        page.click("input[type=submit], button[type=submit]")
-    assert "That picture belongs to mod" in page.content()
-    page.goto(live_server.url + "/no/such/page")
+    # the script path: preview (blob:), classify (fetch), thumbnail and heat map (data:)
+    page.set_input_files("#file", {"name": "mod0.png", "mimeType": "image/png",
+                                   "buffer": png_pictures["mod0"]})
+    page.get_by_role("button", name="Classify").click()
+    page.locator("#result .result-label").filter(has_text="mod").wait_for()
+    page.get_by_role("button", name="Why? Show where the model looked").click()
+    page.wait_for_function(
+        "() => document.querySelector('#result .result-heatmap')?.naturalWidth > 0")
+    for path in ("/model", "/no/such/page"):
+        page.goto(live_server.url + path)
     assert "Error 404" in page.content()
     assert violations(page) == []
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(120)
+def test_the_plain_form_works_without_any_csp_violation(live_server, browser, png_pictures):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    lines = []
+    page.on("console", lambda message: lines.append(message.text))
+    try:
+        page.goto(live_server.url + "/")
+        page.set_input_files("#file", {"name": "rocker0.png", "mimeType": "image/png",
+                                       "buffer": png_pictures["rocker0"]})
+        with page.expect_navigation():
+            page.get_by_role("button", name="Classify").click()
+        assert "That picture belongs to rocker" in page.content()
+    finally:
+        context.close()
+    assert [line for line in lines if any(word in line for word in VIOLATION_WORDS)] == []
 
 
 @pytest.mark.browser

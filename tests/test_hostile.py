@@ -36,7 +36,7 @@ def raw_content_type(item: HostileFile) -> str:
 
 def form_feedback(page: str) -> str:
     """The error shown under the file field of the upload form."""
-    match = re.search(r'class="invalid-feedback[^"]*">([^<]+)<', page)
+    match = re.search(r'class="invalid-feedback[^"]*"[^>]*>([^<]+)<', page)
     assert match, "no error next to the file field"
     return html.unescape(match.group(1)).strip()
 

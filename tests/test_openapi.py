@@ -38,7 +38,7 @@ schema = schemathesis.openapi.from_dict(SPEC)
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_keeps_its_documented_promises(case, shared_app):
     case.call_and_validate(app=shared_app)
 
@@ -53,4 +53,7 @@ def test_the_document_describes_both_ways_to_send_an_image(client):
     body = document["paths"]["/api/predict"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in body and "image/jpeg" in body
     responses = document["paths"]["/api/predict"]["post"]["responses"]
-    assert {"200", "400", "413", "415", "503"} <= set(responses)
+    assert {"200", "400", "413", "415", "501", "503"} <= set(responses)
+    flags = {parameter["name"] for parameter in document["paths"]["/api/predict"]["post"]
+             ["parameters"]}
+    assert flags == {"thumbnail", "explain"}

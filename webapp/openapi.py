@@ -12,12 +12,20 @@ bp = Blueprint("openapi", __name__)
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp",
                      "image/tiff")
 BINARY = {"type": "string", "format": "binary"}
+DATA_URL = {"type": "string", "pattern": "^data:image/jpeg;base64,"}
 
 
 def _error(description: str) -> dict:
     """A documented error response: JSON with one sentence."""
     return {"description": description,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _flag(name: str, description: str) -> dict:
+    """An optional query flag: 1, true, yes or on turn it on; anything else leaves it off."""
+    return {"name": name, "in": "query", "required": False,
+            "description": f"{description} On with 1, true, yes or on.",
+            "schema": {"type": "string"}, "example": "1"}
 
 
 SPEC: dict = {
@@ -35,6 +43,11 @@ SPEC: dict = {
             "post": {
                 "operationId": "predict",
                 "summary": "Classify one image",
+                "parameters": [_flag("thumbnail", "Add `thumbnail`: the photo, small, as a "
+                                                  "JPEG data: URL."),
+                               _flag("explain", "Add `heatmap`: where the model looked for "
+                                                "the label (Grad-CAM over the photo), as a "
+                                                "JPEG data: URL.")],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -59,6 +72,8 @@ SPEC: dict = {
                     "400": _error("No image was sent, or it is empty, damaged or not an image."),
                     "413": _error("The upload or the image's dimensions exceed the limits."),
                     "415": _error("An image in a format that is not accepted."),
+                    "501": _error("`explain` was asked of a model without a convolutional "
+                                  "layer."),
                     "503": _error("No model is installed yet."),
                 },
             },
@@ -100,6 +115,8 @@ SPEC: dict = {
                         "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
                     },
                     "device": {"type": "string", "example": "cpu"},
+                    "thumbnail": DATA_URL,
+                    "heatmap": DATA_URL,
                 },
             },
             "Health": {

@@ -13,12 +13,13 @@ log = logging.getLogger(__name__)
 
 # Everything the pages use is served from this site: Bootstrap-Flask's local assets, our CSS and
 # JS files. No inline scripts or styles (no 'unsafe-inline'), so injected markup cannot run.
-# data: images are allowed for server-made thumbnails and Bootstrap's inline SVG icons in its CSS.
+# data: images are allowed for server-made thumbnails and heat maps and Bootstrap's inline SVG
+# icons in its CSS; blob: for the page's preview of the photo chosen (URL.createObjectURL).
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
     "script-src 'self'",
     "style-src 'self'",
-    "img-src 'self' data:",
+    "img-src 'self' data: blob:",
     "font-src 'self'",
     "connect-src 'self'",
     "object-src 'none'",
