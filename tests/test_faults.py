@@ -3,6 +3,7 @@ file replaced while serving. Marked `load`: run with `pytest -m load`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -121,7 +122,8 @@ def test_clients_that_disconnect_mid_upload_block_nobody(narrow_server, png_pict
     for _ in range(3 * THREADS):
         raw_post_start(narrow_server, len(image), image[: len(image) // 2]).close()
     status, seconds = timed_predict(narrow_server, image)
-    assert status == 200 and seconds < 1.5, seconds
+    # had they held the threads, it would have queued behind three rounds of read timeouts
+    assert status == 200 and seconds < 2 * READ_TIMEOUT, seconds
     assert "Traceback" not in narrow_server.log()
 
 
@@ -135,7 +137,8 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(two_workers,
     assert len(before) == 2
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
-    psutil.Process(victim).wait(timeout=10) if psutil.pid_exists(victim) else None
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(victim).wait(timeout=10)
     # the surviving worker answers every request while the master boots a replacement
     for name in ["mod0", "rocker0", "mod1", "rocker1"] * 3:
         status, _ = timed_predict(two_workers, png_pictures[name])
