@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+
+# torch's OpenMP threads spin while waiting; on a shared 2-core machine that slows every other
+# test's training several times over. Set before torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import re
 import socket
 import subprocess
