@@ -163,3 +163,21 @@ def live_server(model_path, tmp_path_factory) -> Iterator[LiveServer]:
         yield server.wait_ready()
     finally:
         server.stop()
+
+
+# --- issue 5 (hostile input, faults): a second model, for hot reload -----------------------------
+
+RENAMED_CLASSES = ["punk", "teddy"]  # CategoryMap sorts: "mod" becomes "punk", "rocker" "teddy"
+
+
+@pytest.fixture(scope="session")
+def renamed_model_path(tiny_learner, tmp_path_factory) -> Path:
+    """The tiny model exported again with other class names: a different model to swap in."""
+    from fastai.data.transforms import CategoryMap
+    from fastai.learner import load_learner
+
+    learner = load_learner(Path(tiny_learner.dls.path).parent / "export.pkl")
+    learner.dls.categorize.vocab = CategoryMap(RENAMED_CLASSES)
+    path = tmp_path_factory.mktemp("renamed_model") / "export.pkl"
+    learner.export(path)
+    return path

@@ -21,7 +21,8 @@ def settings_from_config(app: Flask) -> ServiceSettings:
         model_path=model_path, device=str(config["DEVICE"]),
         max_batch_size=int(config["MAX_BATCH_SIZE"]), max_wait_ms=float(config["MAX_WAIT_MS"]),
         draft=bool(config["DRAFT_DECODE"]), max_pixels=int(config["MAX_PIXELS"]),
-        torch_threads=int(config["TORCH_THREADS"]), workers=int(config["WORKERS"]))
+        torch_threads=int(config["TORCH_THREADS"]), workers=int(config["WORKERS"]),
+        reload_interval_s=float(config["MODEL_RELOAD_INTERVAL"]))
 
 
 def init_app(app: Flask) -> None:
