@@ -155,6 +155,21 @@ class LiveServer:
         self._log.close()
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless chromium driven by Playwright (never `playwright install`)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 @pytest.fixture(scope="session")
 def live_server(model_path, tmp_path_factory) -> Iterator[LiveServer]:
     """The app served by gunicorn on 127.0.0.1, for tests that need real HTTP and real threads."""

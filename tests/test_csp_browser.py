@@ -7,21 +7,6 @@ import pytest
 VIOLATION_WORDS = ("Content Security Policy", "Refused to")
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's headless chromium, driven by Playwright."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.fixture
 def browser_page(browser):
     """A fresh page (own cookies) with its console recorded."""

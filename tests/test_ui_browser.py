@@ -46,21 +46,6 @@ def ui_server(model_path, tmp_path_factory) -> Iterator[LiveServer]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's headless chromium, driven by Playwright."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @dataclass
 class Watched:
     """A page whose every request and console error is recorded."""
