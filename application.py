@@ -17,11 +17,24 @@ from flask_bootstrap import Bootstrap5
 from flask_wtf import CSRFProtect
 
 import server
-from webapp import api, errors, model, secret, views
+from webapp import (
+    api,
+    errors,
+    model,
+    modelcard,
+    openapi,
+    result_store,
+    result_views,
+    secret,
+    security,
+    views,
+)
 
 ENV_PREFIX = "SEAFRONT"
 DEFAULTS: dict[str, Any] = {
     "MODEL_PATH": "models/export.pkl",
+    # seconds between looks for a replaced model file (loaded without a restart); 0: never
+    "MODEL_RELOAD_INTERVAL": 1.0,
     "DEVICE": "auto",
     "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,
     "MAX_BATCH_SIZE": 8,
@@ -33,9 +46,22 @@ DEFAULTS: dict[str, Any] = {
     "PRECISION": "auto",
     "KEEP_UPLOADS": False,
     "UPLOAD_FOLDER": "uploads",
+    # caps on each folder uploads are kept in; the oldest files are rotated out
+    "UPLOADS_MAX_FILES": 1000,
+    "UPLOADS_MAX_BYTES": 500 * 1024 * 1024,
     "BOOTSTRAP_SERVE_LOCAL": True,
     # a page left open for hours should still post; the token lives as long as the session
     "WTF_CSRF_TIME_LIMIT": None,
+    # the session holds the CSRF token: never sent on cross-site posts, never read by scripts
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_HTTPONLY": True,
+    # results kept in memory for the page without JavaScript ("why?", feedback after a redirect)
+    "RESULTS_KEPT": 64,
+    "RESULTS_MAX_AGE_S": 900,
+    # "Wrong? It is a ..." keeps the photo under UPLOAD_FOLDER/feedback/<label>/, capped
+    "FEEDBACK": True,
+    "FEEDBACK_MAX_FILES": 1000,
+    "FEEDBACK_MAX_BYTES": 200 * 1024 * 1024,
 }
 # the command-line flags, the environment variable behind each, and the config key it sets
 FLAGS = {
@@ -45,6 +71,8 @@ FLAGS = {
     "device": ("SEAFRONT_DEVICE", DEFAULTS["DEVICE"], "DEVICE"),
     "workers": ("SEAFRONT_WORKERS", "1", "WORKERS"),
     "threads": ("SEAFRONT_THREADS", "8", None),
+    # seconds a request (headers and body) may take to arrive; a slower client is cut off
+    "read-timeout": ("SEAFRONT_READ_TIMEOUT", "60", None),
 }
 
 csrf = CSRFProtect()
@@ -61,14 +89,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env(ENV_PREFIX)
     app.config.from_mapping(config)
+    security.init_app(app)
     secret.init_app(app)
     Bootstrap5(app)
     csrf.init_app(app)
     csrf.exempt(api.bp)
     errors.init_app(app)
     model.init_app(app)
+    result_store.init_app(app)
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(result_views.bp)
+    app.register_blueprint(modelcard.bp)
+    app.register_blueprint(openapi.bp)
     return app
 
 
@@ -99,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # the workers build the app from the environment, so the flags travel through it
     for flag, (variable, _, key) in FLAGS.items():
-        value = getattr(args, flag)
+        value = getattr(args, flag.replace("-", "_"))
         if key == "MODEL_PATH":
             value = str(Path(value).resolve())
         if key:
@@ -109,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         "bind": f"{args.host}:{args.port}",
         "workers": int(args.workers),
         "threads": int(args.threads),
+        "read_timeout": float(args.read_timeout),
         "timeout": 120,
         "graceful_timeout": 10,
     })

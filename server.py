@@ -9,6 +9,8 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.errors import AppImportError
 
+import readtimeout
+
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
 
@@ -44,8 +46,14 @@ class _GunicornApp(BaseApplication):
 
 
 def serve(load_app: Callable[[], Any], options: dict[str, Any]) -> None:
-    """Run gunicorn here with `options` (gunicorn setting names) and the app from `load_app`."""
+    """Run gunicorn here with `options` (gunicorn setting names) and the app from `load_app`.
+
+    One option is ours: `read_timeout`, the seconds a request (headers and body) may take to
+    arrive before its thread gives up on it (see readtimeout.py).
+    """
+    options = dict(options)
+    read_timeout = float(options.pop("read_timeout", readtimeout.ReadTimeoutWorker.read_timeout))
     # no control socket: it lives in $HOME, so two servers on one machine would fight over it
-    defaults = {"worker_class": "gthread", "preload_app": False, "accesslog": "-",
-                "control_socket_disable": True}
+    defaults = {"worker_class": readtimeout.worker_class(read_timeout), "preload_app": False,
+                "accesslog": "-", "control_socket_disable": True}
     _GunicornApp(load_app, {**defaults, **options}).run()

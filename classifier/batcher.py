@@ -37,6 +37,7 @@ class DynamicBatcher(Generic[Item, Result]):
         self.max_wait_s = max(0.0, max_wait_s)
         self._queue: queue.SimpleQueue[tuple[Item, Future] | None] = queue.SimpleQueue()
         self._closed = False
+        # submit and close take turns, so no item can be queued behind the stop marker
         self._lock = threading.Lock()
         self._pending = 0  # items submitted and not yet answered
         self._peak = 0     # the most pending at once since the current batch was collected
@@ -45,19 +46,22 @@ class DynamicBatcher(Generic[Item, Result]):
 
     def submit(self, item: Item) -> Future:
         """Queue one item; the Future gets its result, or the exception its run raised."""
-        if self._closed:
-            raise BatcherClosedError("the model is being replaced; send the request again")
         future: Future = Future()
         with self._lock:
+            if self._closed:
+                raise BatcherClosedError("the model is being replaced; send the request again")
             self._pending += 1
             self._peak = max(self._peak, self._pending)
-        self._queue.put((item, future))
+            self._queue.put((item, future))
         return future
 
     def close(self) -> None:
         """Finish what is queued, then stop the thread."""
-        self._closed = True
-        self._queue.put(None)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
         self._thread.join()
 
     def _collect(self, first: tuple[Item, Future]) -> tuple[list[tuple[Item, Future]], bool]:

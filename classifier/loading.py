@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 import types
@@ -76,10 +77,15 @@ def _explain_missing(path: Path, missing: _MissingName) -> str:
             f"{REEXPORT} without custom functions.")
 
 
-def load_export(path: Path) -> Learner:
-    """Load the fastai Learner exported to `path` on the CPU, or raise ModelLoadError."""
+def load_export(path: Path, data: bytes | None = None) -> Learner:
+    """Load the fastai Learner exported to `path` on the CPU, or raise ModelLoadError.
+
+    With `data`, the export is unpickled from those bytes (already read and checked) and `path`
+    only names the file in messages.
+    """
     try:
-        learner = load_learner(path, cpu=True, pickle_module=_naming_pickle)
+        source = io.BytesIO(data) if data is not None else path
+        learner = load_learner(source, cpu=True, pickle_module=_naming_pickle)
     except _MissingName as missing:
         raise ModelLoadError(_explain_missing(path, missing)) from None
     except RuntimeError as error:

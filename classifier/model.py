@@ -154,3 +154,7 @@ class Classifier:
         return Prediction(label=self.classes[best], confidence=values[best],
                           probabilities=dict(zip(self.classes, values, strict=True)),
                           device=str(self.device))
+
+    def batch_transforms(self) -> Pipeline:
+        """A private copy of the batch transforms, for use outside the batcher."""
+        return _validation_copy(self._batch_pipeline)

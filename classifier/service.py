@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from .batcher import DynamicBatcher
+from .batcher import BatcherClosedError, DynamicBatcher
 from .device import CudaQuery, choose_device
+from .explain import Explainer, Explanation, last_conv_layer
 from .images import DEFAULT_MAX_PIXELS, decode_image
+from .integrity import FileState, read_verified
 from .loading import load_export
 from .model import Classifier, Prediction
 from .precision import choose_precision, precision_name
+from .reload import ModelFileWatch
 from .threads import configure_torch_threads
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,7 @@ class ServiceSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     torch_threads: int = 0  # 0: the machine's cores divided by the number of workers
     workers: int = 1
+    reload_interval_s: float = 1.0  # how often to look for a replaced model file; 0: never
     precision: str = "auto"  # auto, fp32, bf16 or fp16 (autocast); auto is fp32 on the CPU
 
 
@@ -55,8 +60,17 @@ class ModelService:
         self.path = Path(settings.model_path)
         self.device = choose_device(settings.device, query).device
         self.precision = choose_precision(settings.precision, self.device, query)
-        self.classifier: Classifier | None = None
-        self._batcher: DynamicBatcher | None = None
+        # the classifier and its batcher, swapped together in one assignment on a reload
+        self._loaded: tuple[Classifier, DynamicBatcher] | None = None
+        self._watch = ModelFileWatch(self.path, settings.reload_interval_s)
+        self._stopped = False
+        self._explainer: Explainer | None = None
+
+    @property
+    def classifier(self) -> Classifier | None:
+        """The loaded Classifier, or None."""
+        loaded = self._loaded
+        return loaded[0] if loaded else None
 
     @property
     def loaded(self) -> bool:
@@ -71,44 +85,112 @@ class ModelService:
     def start(self) -> None:
         """Load the model (when the file exists) and warm it up at batch sizes 1 and the largest."""
         threads = configure_torch_threads(self.settings.workers, self.settings.torch_threads)
+        self._watch.served(FileState.of(self.path))
         if not self.path.exists():
             log.warning(no_model_message(self.path))
             return
         started = time.perf_counter()
-        classifier = Classifier(load_export(self.path), self.device, self.path, self.precision)
+        self._loaded = self._load()
+        log.info("Loaded %s in %.2f s: classes %s, device %s, batches of up to %d",
+                 self.path, time.perf_counter() - started, ", ".join(self.classes),
+                 self.device, self.settings.max_batch_size)
+        log.info("Serving in %s, %s, with %d torch thread(s)", precision_name(self.precision),
+                 "channels-last" if self._loaded[0].channels_last else "contiguous", threads)
+
+    def _load(self) -> tuple[Classifier, DynamicBatcher]:
+        """Read and check the model file, load it, and warm it up (batch size 1 and the largest)."""
+        # only ever the configured path; its bytes are checked against the model card first
+        learner = load_export(self.path, read_verified(self.path))
+        classifier = Classifier(learner, self.device, self.path, self.precision)
         warm_up(classifier, self.settings.max_batch_size)
         batcher = DynamicBatcher(classifier.predict_batch, self.settings.max_batch_size,
                                  self.settings.max_wait_ms / 1000)
-        self.classifier, self._batcher = classifier, batcher
-        log.info("Loaded %s in %.2f s: classes %s, device %s, batches of up to %d",
-                 self.path, time.perf_counter() - started, ", ".join(classifier.classes),
-                 self.device, self.settings.max_batch_size)
-        log.info("Serving in %s, %s, with %d torch thread(s)", precision_name(self.precision),
-                 "channels-last" if classifier.channels_last else "contiguous", threads)
+        return classifier, batcher
+
+    def _reload(self, state: FileState) -> None:
+        """Load the replaced model file off the request path and swap it in, or keep the old."""
+        started = time.perf_counter()
+        try:
+            loaded = self._load()
+        except Exception as error:  # noqa: BLE001 - whatever is wrong with the new file, keep serving
+            log.error("Kept serving the previous model: the new %s could not be loaded. %s",
+                      self.path, error)
+            self._watch.served(state)
+            return
+        if self._stopped:
+            loaded[1].close()
+            return
+        previous, self._loaded = self._loaded, loaded
+        self._watch.served(state)
+        log.info("Reloaded %s in %.2f s: classes %s, device %s", self.path,
+                 time.perf_counter() - started, ", ".join(loaded[0].classes), self.device)
+        if previous:
+            previous[1].close()  # after the requests already queued on it are answered
+
+    def check_for_new_model(self) -> None:
+        """Start loading the model file in the background if it was replaced (cheap to call)."""
+        state = self._watch.due()
+        if state is not None:
+            threading.Thread(target=self._reload, args=(state,), name="model-reload",
+                             daemon=True).start()
 
     def stop(self) -> None:
         """Stop the batcher thread."""
-        if self._batcher:
-            self._batcher.close()
+        self._stopped = True
+        if self._loaded:
+            self._loaded[1].close()
 
     def predict_bytes(self, data: bytes) -> Prediction:
         """Decode an upload and predict it; raises ImageError for bad input, NoModelError."""
-        classifier = self._require_model()
+        classifier, _ = self._require_model()
         draft_size = classifier.draft_size if self.settings.draft else None
         image = decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
         return self.predict_image(image)
 
     def predict_image(self, image: Image.Image) -> Prediction:
         """Predict one decoded RGB image through the shared batcher."""
-        classifier = self._require_model()
-        future = self._batcher.submit(classifier.preprocess(image))
-        return future.result(timeout=REQUEST_TIMEOUT_S)
+        for attempt in range(2):
+            classifier, batcher = self._require_model()
+            try:
+                future = batcher.submit(classifier.preprocess(image))
+            except BatcherClosedError:
+                if attempt:
+                    raise
+                continue  # a reload swapped the model in meanwhile: the new one answers
+            return future.result(timeout=REQUEST_TIMEOUT_S)
+        raise AssertionError("unreachable")
 
-    def _require_model(self) -> Classifier:
-        """The loaded classifier, or NoModelError."""
-        if self.classifier is None:
+    def decode(self, data: bytes, at_least: int | None = None) -> Image.Image:
+        """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
+        classifier, _ = self._require_model()
+        draft_size = (at_least or classifier.draft_size) if self.settings.draft else None
+        return decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
+
+    @property
+    def explainable(self) -> bool:
+        """True when a model is loaded and "why?" can show where it looked (it has a conv layer)."""
+        classifier = self.classifier
+        return classifier is not None and last_conv_layer(classifier.model) is not None
+
+    def explain_image(self, image: Image.Image, label: str) -> Explanation:
+        """Grad-CAM for `label` on a decoded image, outside the batcher (raises ExplainError)."""
+        classifier, _ = self._require_model()
+        return self._explainer_for(classifier).explain(image, label)
+
+    def _explainer_for(self, classifier: Classifier) -> Explainer:
+        """The loaded classifier's Explainer, made on first use (a new model gets a new one)."""
+        explainer = self._explainer
+        if explainer is None or explainer.classifier is not classifier:
+            explainer = self._explainer = Explainer(classifier)
+        return explainer
+
+    def _require_model(self) -> tuple[Classifier, DynamicBatcher]:
+        """The loaded classifier and its batcher, or NoModelError."""
+        self.check_for_new_model()
+        loaded = self._loaded
+        if loaded is None:
             raise NoModelError(no_model_message(self.path))
-        return self.classifier
+        return loaded
 
 
 def warm_up(classifier: Classifier, max_batch_size: int) -> None:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+
+# torch's OpenMP threads spin while waiting; on a shared 2-core machine that slows every other
+# test's training several times over. Set before torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import re
 import socket
 import subprocess
@@ -150,6 +155,21 @@ class LiveServer:
         self._log.close()
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless chromium driven by Playwright (never `playwright install`)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 @pytest.fixture(scope="session")
 def live_server(model_path, tmp_path_factory) -> Iterator[LiveServer]:
     """The app served by gunicorn on 127.0.0.1, for tests that need real HTTP and real threads."""
@@ -158,3 +178,21 @@ def live_server(model_path, tmp_path_factory) -> Iterator[LiveServer]:
         yield server.wait_ready()
     finally:
         server.stop()
+
+
+# --- issue 5 (hostile input, faults): a second model, for hot reload -----------------------------
+
+RENAMED_CLASSES = ["punk", "teddy"]  # CategoryMap sorts: "mod" becomes "punk", "rocker" "teddy"
+
+
+@pytest.fixture(scope="session")
+def renamed_model_path(tiny_learner, tmp_path_factory) -> Path:
+    """The tiny model exported again with other class names: a different model to swap in."""
+    from fastai.data.transforms import CategoryMap
+    from fastai.learner import load_learner
+
+    learner = load_learner(Path(tiny_learner.dls.path).parent / "export.pkl")
+    learner.dls.categorize.vocab = CategoryMap(RENAMED_CLASSES)
+    path = tmp_path_factory.mktemp("renamed_model") / "export.pkl"
+    learner.export(path)
+    return path

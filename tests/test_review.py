@@ -436,19 +436,11 @@ def live_url(data_dir, reports_dir, monkeypatch):
 
 
 @pytest.fixture()
-def browser_page():
-    """A page of Debian's headless chromium, driven by Playwright."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
-        try:
-            yield browser.new_page(viewport={"width": 1000, "height": 700})
-        finally:
-            browser.close()
+def browser_page(browser):
+    """A fresh page of the headless browser."""
+    page = browser.new_page(viewport={"width": 1000, "height": 700})
+    yield page
+    page.close()
 
 
 @pytest.mark.browser

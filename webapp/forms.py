@@ -10,4 +10,12 @@ class UploadForm(FlaskForm):
 
     file = FileField("Photo", validators=[FileRequired("Choose a photo to upload.")],
                      render_kw={"accept": "image/*"})
+    # on a phone, `capture` opens the camera; the photo arrives in this field instead of `file`
+    camera = FileField("Take a photo", render_kw={"accept": "image/*", "capture": "environment"})
     submit = SubmitField("Classify")
+
+    def validate(self, extra_validators=None) -> bool:
+        """Validate, taking a photo from the camera field as the photo."""
+        if not self.file.data and self.camera.data:
+            self.file.data = self.camera.data
+        return super().validate(extra_validators)

@@ -22,6 +22,7 @@ def settings_from_config(app: Flask) -> ServiceSettings:
         max_batch_size=int(config["MAX_BATCH_SIZE"]), max_wait_ms=float(config["MAX_WAIT_MS"]),
         draft=bool(config["DRAFT_DECODE"]), max_pixels=int(config["MAX_PIXELS"]),
         torch_threads=int(config["TORCH_THREADS"]), workers=int(config["WORKERS"]),
+        reload_interval_s=float(config["MODEL_RELOAD_INTERVAL"]),
         precision=str(config["PRECISION"]))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from PIL import Image
+
 from classifier import Prediction
 
 from .model import get_service
@@ -13,3 +15,12 @@ def predict_upload(data: bytes) -> Prediction:
     prediction = get_service().predict_bytes(data)
     keep_upload(data)
     return prediction
+
+
+def predict_upload_image(data: bytes) -> tuple[Prediction, Image.Image]:
+    """predict_upload that also returns the decoded image (for the thumbnail and "why?")."""
+    service = get_service()
+    image = service.decode(data)
+    prediction = service.predict_image(image)
+    keep_upload(data)
+    return prediction, image

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
+import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -10,6 +13,9 @@ from flask import current_app, request
 from PIL import Image
 
 from classifier import ImageError
+
+log = logging.getLogger(__name__)
+_rotation_lock = threading.Lock()  # one rotation at a time in this process
 
 
 class NoFileError(ImageError):
@@ -32,9 +38,75 @@ def keep_upload(data: bytes) -> Path | None:
     if not current_app.config["KEEP_UPLOADS"]:
         return None
     folder = Path(current_app.root_path) / current_app.config["UPLOAD_FOLDER"]
-    folder.mkdir(parents=True, exist_ok=True)
     # the client's filename is never used: it races between clients and can carry a path
     extension = (Image.open(io.BytesIO(data)).format or "img").lower()
-    path = folder / f"{uuid.uuid4().hex}.{extension}"
-    path.write_bytes(data)
+    try:
+        return save_capped(folder, data, extension)
+    except OSError as error:
+        # the user still gets the answer; the operator learns why nothing was kept
+        log.error("Could not keep an upload in %s (%s): check the folder's permissions and free "
+                  "space, or turn SEAFRONT_KEEP_UPLOADS off.", folder, error)
+        return None
+
+
+def save_capped(folder: Path, data: bytes, extension: str, max_files: int | None = None,
+                max_bytes: int | None = None, *, cap_root: Path | None = None) -> Path:
+    """Write `data` to `folder` under a generated name, then rotate the oldest files out.
+
+    The folder's own files (not its subfolders) are kept within `max_files` files and `max_bytes`
+    bytes, by default the app's UPLOADS_MAX_FILES and UPLOADS_MAX_BYTES; the newest file always
+    stays. With `cap_root` (a folder above `folder`, e.g. uploads/feedback for
+    uploads/feedback/<label>), the caps count and rotate every file under `cap_root` instead.
+    Safe from many threads and processes: files appear complete (written under a hidden name,
+    then renamed), and a file another process has already rotated out is skipped.
+    """
+    if max_files is None:
+        max_files = int(current_app.config["UPLOADS_MAX_FILES"])
+    if max_bytes is None:
+        max_bytes = int(current_app.config["UPLOADS_MAX_BYTES"])
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{uuid.uuid4().hex}.{extension.lower().lstrip('.')}"
+    partial, path = folder / f".{name}.part", folder / name
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
+    with _rotation_lock:
+        _rotate(Path(cap_root) if cap_root else folder, keep=path, max_files=max_files,
+                max_bytes=max_bytes, recursive=cap_root is not None)
     return path
+
+
+def _finished_files(folder: Path, recursive: bool) -> list[tuple[int, str, int, Path]]:
+    """(mtime, name, size, path) of the finished files in `folder` (hidden ones are partial)."""
+    files = []
+    for entry in os.scandir(folder):
+        if entry.name.startswith("."):
+            continue
+        if recursive and entry.is_dir(follow_symlinks=False):
+            files += _finished_files(Path(entry.path), recursive)
+            continue
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            stat = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:  # rotated out by another process meanwhile
+            continue
+        files.append((stat.st_mtime_ns, entry.name, stat.st_size, Path(entry.path)))
+    return files
+
+
+def _rotate(folder: Path, keep: Path, max_files: int, max_bytes: int, recursive: bool) -> None:
+    """Delete the oldest finished files in `folder` until it is within both caps."""
+    files = sorted(_finished_files(folder, recursive))
+    count, total = len(files), sum(size for _, _, size, _ in files)
+    for _, _, size, path in files:
+        if count <= max_files and total <= max_bytes:
+            break
+        if path == keep:
+            continue
+        path.unlink(missing_ok=True)
+        count, total = count - 1, total - size

@@ -8,11 +8,14 @@ from classifier import ImageError, NoModelError
 
 from .forms import UploadForm
 from .model import get_service
-from .predict import predict_upload
+from .predict import predict_upload_image
+from .result_store import remember, take_shown
+from .results import blank_result, make_result
 
 bp = Blueprint("pages", __name__)
 
 
+@bp.app_template_global()
 def result_sentence(label: str, confidence: float) -> str:
     """The seed app's sentence, with the confidence in percent."""
     return f"That picture belongs to {label} ({confidence:.1%} confident)"
@@ -26,13 +29,17 @@ def index():
     status = 200
     if form.validate_on_submit():
         try:
-            prediction = predict_upload(form.file.data.read())
+            data = form.file.data.read()
+            prediction, image = predict_upload_image(data)
         except (ImageError, NoModelError) as error:
             form.file.errors.append(str(error))
             status = getattr(error, "status", 503)
         else:
             flash(result_sentence(prediction.label, prediction.confidence), "success")
+            remember(make_result(prediction, image, data))
             return redirect(url_for("pages.index"))
     elif form.errors:
         status = 400
-    return render_template("index.html", form=form, service=get_service()), status
+    service = get_service()
+    return render_template("index.html", form=form, service=service, result=take_shown(),
+                           blank=blank_result(service.classes)), status

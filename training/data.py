@@ -1,0 +1,194 @@
+"""Find the labelled images, check there are enough, split them and build fastai DataLoaders."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastai.data.block import CategoryBlock, DataBlock
+from fastai.data.core import DataLoaders
+from fastai.data.transforms import (
+    IndexSplitter,
+    ItemGetter,
+    TrainTestSplitter,
+    get_image_files,
+)
+from fastai.vision.augment import RandomResizedCrop, Resize, aug_transforms
+from fastai.vision.data import ImageBlock
+from fastai.vision.utils import verify_images
+
+from training.errors import InputError
+
+# an item is a plain (absolute path, label) tuple, read with fastai's ItemGetter: the
+# getters are pickled into export.pkl, and fastai's load wherever fastai does, whereas a
+# helper from this package would make application.py need the training code
+Item = tuple[Path, str]
+
+
+@dataclass
+class LabelledImages:
+    """The images to learn from: the data folder's own, then the training-only extras."""
+
+    root: Path
+    items: list[Item]
+    extras: list[Item] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        """The class names, sorted, as fastai's Categorize orders them."""
+        return sorted({label for _, label in self.items})
+
+
+@dataclass
+class Split:
+    """Indices into `LabelledImages.items + extras`: extras are always in `train`."""
+
+    train: list[int]
+    valid: list[int]
+
+
+def images_from_folders(root: Path) -> list[Item]:
+    """Every image under `root/<class>/`, labelled with its class folder's name."""
+    _require_folder(root, "data folder")
+    items = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        items += [(path.absolute(), folder.name) for path in get_image_files(folder)]
+    return items
+
+
+def images_from_labels(root: Path, labels_file: Path) -> list[Item]:
+    """The images listed in `labels_file` (columns fname,label; fname relative to `root`)."""
+    _require_folder(root, "data folder")
+    if not labels_file.is_file():
+        raise InputError(
+            f"labels file {labels_file} not found: write it with `python train.py review "
+            f"--data {root}` or leave out --labels to use the class folders"
+        )
+    with labels_file.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not {"fname", "label"} <= set(reader.fieldnames or []):
+            raise InputError(
+                f"{labels_file} has no fname,label header: the labels file needs the columns "
+                "fname and label, as the review page writes them"
+            )
+        rows = list(reader)
+    if not rows:
+        raise InputError(f"{labels_file} lists no images: add rows of fname,label to it")
+    items = []
+    for line, row in enumerate(rows, start=2):
+        fname, label = (row.get("fname") or "").strip(), (row.get("label") or "").strip()
+        if not fname or not label:
+            raise InputError(
+                f"{labels_file} line {line} lacks a fname or a label: every row needs both"
+            )
+        items.append(((root / fname).absolute(), label))
+    missing = [path for path, _ in items if not path.is_file()]
+    if missing:
+        raise InputError(
+            f"{labels_file} names {len(missing)} file(s) missing from {root}, the first being "
+            f"{missing[0].relative_to(root.absolute())}: restore them or delete their rows"
+        )
+    return items
+
+
+def images_from_extras(folders: list[Path], classes: list[str]) -> list[Item]:
+    """The images in each `folder/<class>/` (e.g. uploads/feedback), for training only."""
+    items = []
+    for root in folders:
+        _require_folder(root, "extra folder")
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            images = get_image_files(folder)
+            if images and folder.name not in classes:
+                raise InputError(
+                    f"{folder} is not one of the classes {', '.join(classes)}: "
+                    "rename it after one of them or move it out of the way"
+                )
+            items += [(path.absolute(), folder.name) for path in images]
+    return items
+
+
+def check_images(images: LabelledImages, valid_pct: float) -> None:
+    """Fail unless there are two classes, each big enough to split, and every image opens."""
+    counts = Counter(label for _, label in images.items)
+    if len(counts) < 2:
+        found = f"only {next(iter(counts))!r}" if counts else "none"
+        raise InputError(
+            f"found {len(counts)} class with images in {images.root} ({found}): training needs "
+            "at least two, one folder of images per class, e.g. mod/ and rocker/"
+        )
+    needed = minimum_class_size(valid_pct)
+    small = sorted((n, label) for label, n in counts.items() if n < needed)
+    if small:
+        n, label = small[0]
+        raise InputError(
+            f"class {label!r} has {n} image(s), too few to split into training and validation: "
+            f"add images until every class has at least {needed}"
+        )
+    paths = [path for path, _ in images.items + images.extras]
+    broken = verify_images(paths)
+    if broken:
+        raise InputError(
+            f"{len(broken)} image(s) cannot be opened, the first being {broken[0]}: delete them "
+            "(`python train.py download` removes broken images itself)"
+        )
+
+
+def minimum_class_size(valid_pct: float) -> int:
+    """The fewest images a class needs so that both splits can have one of them."""
+    return max(2, math.ceil(1 / valid_pct))
+
+
+def split_images(images: LabelledImages, valid_pct: float, seed: int) -> Split:
+    """A stratified random split of the data folder's images; extras go to training."""
+    labels = [label for _, label in images.items]
+    # sklearn's stratified split via fastai: every class lands in validation, so the
+    # per-class accuracy in the model card is defined for each one
+    splitter = TrainTestSplitter(test_size=valid_pct, random_state=seed, stratify=labels)
+    train, valid = splitter(images.items)
+    extras = range(len(images.items), len(images.items) + len(images.extras))
+    split = Split(train=sorted(train) + list(extras), valid=sorted(valid))
+    missing = set(labels) - {labels[i] for i in split.valid}
+    if missing:
+        raise InputError(
+            f"class {sorted(missing)[0]!r} got no validation images: add images to it "
+            "or raise --valid-pct"
+        )
+    return split
+
+
+def build_dataloaders(
+    images: LabelledImages,
+    split: Split,
+    size: int,
+    batch_size: int,
+    augment: bool,
+    workers: int | None,
+) -> DataLoaders:
+    """fastai DataLoaders over `images`, resized to `size`, augmented like the lesson's notebook."""
+    if augment:
+        item_tfms, batch_tfms = RandomResizedCrop(size, min_scale=0.5), aug_transforms()
+    else:
+        item_tfms, batch_tfms = Resize(size), None
+    block = DataBlock(
+        blocks=(ImageBlock, CategoryBlock(vocab=images.classes)),
+        get_x=ItemGetter(0),
+        get_y=ItemGetter(1),
+        splitter=IndexSplitter(split.valid),
+        item_tfms=item_tfms,
+        batch_tfms=batch_tfms,
+    )
+    # fastai drops the last incomplete training batch: a batch larger than the training
+    # set would leave no batch at all
+    batch_size = max(1, min(batch_size, len(split.train)))
+    extra = {} if workers is None else {"num_workers": workers}
+    return block.dataloaders(images.items + images.extras, bs=batch_size, **extra)
+
+
+def _require_folder(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise InputError(
+            f"{what} {path} not found: pass a folder with one subfolder of images per class"
+        )
