@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -169,12 +170,28 @@ def labels_until(server: LiveServer, data: bytes, wanted: str, in_a_row: int = 1
     return labels
 
 
+def wait_until_reloaded(server: LiveServer, pids: set[int], data: bytes, words: str,
+                        timeout: float = 90) -> None:
+    """Send parallel predictions until every worker in `pids` has logged its reload."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reloaded = {int(pid) for pid in re.findall(rf"\[(\d+)\] [\w.]+: Reloaded .*{words}",
+                                                   server.log())}
+        if pids <= reloaded:
+            return
+        assert time.monotonic() < deadline, f"workers {pids - reloaded} never reloaded"
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: timed_predict(server, data), range(8)))
+
+
 def test_a_replaced_model_is_served_without_a_restart_and_a_broken_one_is_refused(
         two_workers, renamed_model_path, png_pictures):
     pids = worker_pids(two_workers)
     staging = two_workers.model.with_name("export.pkl.new")
     shutil.copyfile(renamed_model_path, staging)
     os.replace(staging, two_workers.model)
+    # a worker looks at the file when a prediction reaches it: keep both busy until both reload
+    wait_until_reloaded(two_workers, pids, png_pictures["mod0"], "classes punk, teddy")
     labels = labels_until(two_workers, png_pictures["mod0"], "punk")
     assert set(labels) <= {"mod", "punk"}
     assert requests.get(f"{two_workers.url}/healthz", timeout=10).json()["classes"] == \
