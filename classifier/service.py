@@ -142,10 +142,7 @@ class ModelService:
 
     def predict_bytes(self, data: bytes) -> Prediction:
         """Decode an upload and predict it; raises ImageError for bad input, NoModelError."""
-        classifier, _ = self._require_model()
-        draft_size = classifier.draft_size if self.settings.draft else None
-        image = decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
-        return self.predict_image(image)
+        return self.predict_image(self.decode(data))
 
     def predict_image(self, image: Image.Image) -> Prediction:
         """Predict one decoded RGB image through the shared batcher."""

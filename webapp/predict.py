@@ -12,9 +12,7 @@ from .uploads import keep_upload
 
 def predict_upload(data: bytes) -> Prediction:
     """Classify uploaded bytes (raises ImageError or NoModelError), keeping them if configured."""
-    prediction = get_service().predict_bytes(data)
-    keep_upload(data)
-    return prediction
+    return predict_upload_image(data)[0]
 
 
 def predict_upload_image(data: bytes) -> tuple[Prediction, Image.Image]:
