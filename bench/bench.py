@@ -109,8 +109,8 @@ def percentile(values: list[float], share: float) -> float:
 class RawForward:
     """The model alone on prepared batches of a real photo, exactly as the app's forward runs.
 
-    Every measurement is kept: the HTTP cases are each measured between two of them, because a
-    shared machine's speed drifts by tens of percent from one minute to the next.
+    Every measurement is kept: the HTTP cases are each measured in turns with them, because a
+    shared machine's speed drifts by tens of percent within seconds.
     """
 
     def __init__(self, classifier: Classifier, photo: bytes, batch_sizes=(1, 8)):
@@ -344,8 +344,9 @@ def report(results: dict) -> str:
                          f"{row['limit_per_s']:.1f}/s |")
     rss = results["rss"]
     lines += [
-        "", "Each HTTP case is compared with the raw forward measured just before and just after "
-        "it (their mean, last column), because a shared machine's speed drifts.",
+        "", "Each HTTP case runs in short turns with raw forward passes (batch 1 for one client, "
+        "batch 8 for eight; their median is in the last column), because a shared machine's "
+        "speed drifts within seconds; the ratios compare each case with its own column.",
         "", f"Worker RSS: {rss['before_mb']:.1f} MB before, {rss['after_mb']:.1f} MB after "
         f"{rss['requests']} requests ({rss['mix']}); growth {rss['growth_mb']:+.1f} MB.",
         "", "| target | measured | bound | |", "| --- | ---: | --- | --- |"]
@@ -384,26 +385,34 @@ def free_port() -> int:
 
 def measure_http(server: Server, photos: dict[str, bytes], requests: int,
                  raw: RawForward) -> tuple[dict, int]:
-    """p50, p95 and throughput for each photo at 1 and 8 clients, each with the raw forward
-    (batch 1 for one client, batch 8 for eight) measured just before and just after it."""
+    """p50, p95 and throughput for each photo at 1 and 8 clients, each compared with the raw
+    forward (batch 1 for one client, batch 8 for eight) measured in turns with it."""
     results, errors = {}, 0
     for name, data in photos.items():
         body = [multipart(data)]
         results[name] = {}
         for clients in CLIENT_COUNTS:
             size = 1 if clients == 1 else 8
-            before = raw.measure(size)
             run_clients(server.port, body, clients, 2 * clients)  # warm the connections
-            load = run_clients(server.port, body, clients, requests)
-            after = raw.measure(size)
+            # short turns: a shared machine's speed drifts within seconds, and each turn of
+            # requests is compared with raw forwards measured right beside it
+            turn = 10 if clients == 1 else 6 * clients
+            load, limits = Load(), []
+            for _ in range(max(1, round(requests / turn))):
+                limits.append(raw.measure(size, min_calls=3 if size == 1 else 2,
+                                          min_seconds=0.2))
+                part = run_clients(server.port, body, clients, turn)
+                load.latencies += part.latencies
+                load.errors += part.errors
+                load.seconds += part.seconds
             summary = results[name][str(clients)] = load.summary()
-            limit = (before + after) / 2
+            limit = statistics.median(limits)
             summary.update(limit_batch=size, limit_ms=limit * 1000, limit_per_s=size / limit)
             errors += len(load.errors)
             print(f"HTTP {name}, {clients} client(s): p50 {summary['p50_ms']:.1f} ms, p95 "
                   f"{summary['p95_ms']:.1f} ms, {summary['per_s']:.1f}/s, "
-                  f"{summary['errors']} errors; raw batch-{size} forward around it "
-                  f"{before * 1000:.1f} / {after * 1000:.1f} ms", flush=True)
+                  f"{summary['errors']} errors; raw batch-{size} forward in turns with it "
+                  f"{limit * 1000:.1f} ms (median of {len(limits)})", flush=True)
             if load.errors:
                 print("  first error:", load.errors[0], flush=True)
     return results, errors

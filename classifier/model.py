@@ -94,13 +94,14 @@ class Classifier:
         # model, several times cheaper to decode than in full
         self.draft_size = draft_size_for(self._item_pipeline)
         # NHWC suits cuDNN's tensor-core kernels and oneDNN's CPU convolutions alike: a resnet34
-        # forward on this project's 2-core CPU took 10-25% less time in it (docs/performance.md)
+        # forward on this project's 2-core CPU took 10-25% less time in it (docs/performance.md).
+        # Tried at the first batch, so that the thread that serves is the one that does it.
         self.channels_last = False
-        if channels_last:
-            self._try_channels_last()
+        self._try_layout = channels_last
 
     def _try_channels_last(self) -> None:
         """Use NHWC if the model runs in it; some cannot (a .view() flatten of a spatial map)."""
+        self._try_layout = False
         self.use_channels_last(True)
         try:
             self.predict_batch([self.preprocess(Image.new("RGB", (64, 64)))])
@@ -131,6 +132,8 @@ class Classifier:
     @torch.inference_mode()
     def prepare_batch(self, items: list[torch.Tensor]) -> torch.Tensor:
         """Stack preprocessed items and apply the learner's batch transforms on the device."""
+        if self._try_layout:
+            self._try_channels_last()
         # uint8 travels to the device: the batch transforms make it float there (4x less to copy)
         batch = self._batch_pipeline(torch.stack(items).to(self.device))
         # a plain tensor: fastai's TensorImage would route every layer through __torch_function__

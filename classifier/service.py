@@ -102,9 +102,15 @@ class ModelService:
         # only ever the configured path; its bytes are checked against the model card first
         learner = load_export(self.path, read_verified(self.path))
         classifier = Classifier(learner, self.device, self.path, self.precision)
-        warm_up(classifier, self.settings.max_batch_size)
         batcher = DynamicBatcher(classifier.predict_batch, self.settings.max_batch_size,
                                  self.settings.max_wait_ms / 1000)
+        try:
+            # on the batcher's thread, like every other torch computation (see its `call`)
+            batcher.call(lambda: warm_up(classifier, self.settings.max_batch_size)).result(
+                timeout=REQUEST_TIMEOUT_S)
+        except BaseException:
+            batcher.close()
+            raise
         return classifier, batcher
 
     def _reload(self, state: FileState) -> None:
@@ -170,9 +176,22 @@ class ModelService:
         return classifier is not None and last_conv_layer(classifier.model) is not None
 
     def explain_image(self, image: Image.Image, label: str) -> Explanation:
-        """Grad-CAM for `label` on a decoded image, outside the batcher (raises ExplainError)."""
-        classifier, _ = self._require_model()
-        return self._explainer_for(classifier).explain(image, label)
+        """Grad-CAM for `label` on a decoded image (raises ExplainError).
+
+        It runs on the batcher's thread between batches, so that the process keeps one OpenMP
+        thread team (see DynamicBatcher.call).
+        """
+        for attempt in range(2):
+            classifier, batcher = self._require_model()
+            try:
+                job = batcher.call(lambda c=classifier: self._explainer_for(c).explain(image,
+                                                                                    label))
+            except BatcherClosedError:
+                if attempt:
+                    raise
+                continue  # a reload swapped the model in meanwhile: the new one answers
+            return job.result(timeout=REQUEST_TIMEOUT_S)
+        raise AssertionError("unreachable")
 
     def _explainer_for(self, classifier: Classifier) -> Explainer:
         """The loaded classifier's Explainer, made on first use (a new model gets a new one)."""

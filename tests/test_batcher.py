@@ -123,3 +123,25 @@ def test_a_closed_batcher_refuses_new_items_after_finishing_queued_ones():
     assert [future.result(timeout=1) for future in queued] == [0, 2, 4]
     with pytest.raises(BatcherClosedError, match="send the request again"):
         batcher.submit(1)
+
+
+def test_a_call_runs_on_the_batcher_thread_between_batches(make_batcher):
+    model = SlowModel(seconds=0.05)
+    batcher = make_batcher(model, max_batch_size=8)
+    threads = []
+    batcher.submit(1)  # the thread is busy with this one when the call arrives
+    call = batcher.call(lambda: threads.append(threading.get_ident()) or len(model.sizes))
+    assert call.result(timeout=5) == 1  # after the running batch, not inside it
+    assert threads and threads[0] != threading.get_ident()
+    assert batcher.call(threading.get_ident).result(timeout=5) == threads[0]
+
+
+def test_a_failing_call_hands_its_exception_to_the_caller(make_batcher):
+    batcher = make_batcher(SlowModel())
+
+    def broken():
+        raise RuntimeError("no GPU memory left")
+
+    with pytest.raises(RuntimeError, match="no GPU memory left"):
+        batcher.call(broken).result(timeout=5)
+    assert batcher.submit(3).result(timeout=5) == 6  # and the batcher goes on

@@ -4,6 +4,8 @@ warm-up and thread counts."""
 from __future__ import annotations
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import fastai.callback.schedule  # noqa: F401 - adds Learner.fit_one_cycle
@@ -22,6 +24,7 @@ from torchvision.models import resnet18
 
 from bench.photos import PHOTO_NAMES, TWELVE_MP, VGA, photo_jpeg, sample_photo
 from classifier import ModelService, ServiceSettings, decode_image, load_export
+from classifier.explain import Explainer
 from classifier.model import Classifier, draft_size_for
 from classifier.precision import PrecisionError, choose_precision
 from classifier.service import warm_up
@@ -225,6 +228,36 @@ def test_an_unknown_precision_setting_stops_the_app(make_app):
 
 
 # ---------------------------------------------------------------- warm-up and threads
+
+
+def test_every_torch_computation_of_the_service_runs_on_its_batcher_thread(
+        model_path, png_pictures, monkeypatch):
+    # one thread, one OpenMP team: a second team made the forward pass 35-60% slower
+    threads = set()
+    prepare = Classifier.prepare_batch
+
+    def recording(self, items):
+        threads.add(threading.get_ident())
+        return prepare(self, items)
+
+    explain = Explainer.explain
+
+    def recording_explain(self, image, label):
+        threads.add(threading.get_ident())
+        return explain(self, image, label)
+
+    monkeypatch.setattr(Classifier, "prepare_batch", recording)
+    monkeypatch.setattr(Explainer, "explain", recording_explain)
+    service = ModelService(ServiceSettings(model_path=model_path, device="cpu"))
+    service.start()  # loads and warms up
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            predictions = list(pool.map(service.predict_bytes, png_pictures.values()))
+        image = decode_image(png_pictures["mod0"])
+        service.explain_image(image, predictions[0].label)
+    finally:
+        service.stop()
+    assert len(threads) == 1 and threading.get_ident() not in threads
 
 
 def test_warm_up_runs_the_model_at_batch_size_one_and_at_the_largest(model_path):
