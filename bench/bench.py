@@ -347,8 +347,10 @@ def report(results: dict) -> str:
         "", "Each HTTP case runs in short turns with raw forward passes (batch 1 for one client, "
         "batch 8 for eight; their median is in the last column), because a shared machine's "
         "speed drifts within seconds; the ratios compare each case with its own column.",
-        "", f"Worker RSS: {rss['before_mb']:.1f} MB before, {rss['after_mb']:.1f} MB after "
-        f"{rss['requests']} requests ({rss['mix']}); growth {rss['growth_mb']:+.1f} MB.",
+        "", f"Worker RSS over {rss['requests']} requests ({rss['mix']}), sampled every 100: "
+        f"{rss['before_mb']:.1f} MB at the start, {rss['after_mb']:.1f} MB at the end, between "
+        f"{rss['min_mb']:.1f} and {rss['max_mb']:.1f}; growth (mean of the last quarter of the "
+        f"samples minus mean of the first) {rss['growth_mb']:+.1f} MB.",
         "", "| target | measured | bound | |", "| --- | ---: | --- | --- |"]
     for name, value, bound, met in verdicts(results):
         shown = f"{value:.2f}" if isinstance(value, float) else str(value)
@@ -419,19 +421,30 @@ def measure_http(server: Server, photos: dict[str, bytes], requests: int,
 
 
 def measure_rss(server: Server, photos: dict[str, bytes], requests: int) -> dict:
-    """The worker's resident memory before and after `requests` more requests."""
+    """The worker's resident memory over `requests` more requests, sampled every 100.
+
+    glibc's allocator keeps or returns freed memory as it sees fit, so a single sample swings
+    by tens of MB (a batch of 8 holds about 100 MB of activations for a moment); a leak shows
+    as a rise from the first samples to the last, so growth compares their means.
+    """
     worker = server.worker()
-    before = worker.memory_info().rss
     # mostly small photos so 2,000 requests fit the time budget; 1 in 10 is a 12 MP one
     mixed = [multipart(photos["640x480"])] * 9 + [multipart(photos["12MP"])]
-    load = run_clients(server.port, mixed, 8, requests)
-    after = worker.memory_info().rss
-    print(f"worker RSS {before / 2**20:.1f} MB -> {after / 2**20:.1f} MB after {requests} "
-          f"requests ({len(load.errors)} errors)", flush=True)
-    return {"before_mb": before / 2**20, "after_mb": after / 2**20,
-            "growth_mb": (after - before) / 2**20, "requests": requests,
+    samples, errors, done = [worker.memory_info().rss / 2**20], 0, 0
+    while done < requests:
+        chunk = min(100, requests - done)
+        errors += len(run_clients(server.port, mixed, 8, chunk).errors)
+        done += chunk
+        samples.append(worker.memory_info().rss / 2**20)
+    ends = max(1, len(samples) // 4)
+    first, last = statistics.mean(samples[:ends]), statistics.mean(samples[-ends:])
+    print(f"worker RSS {samples[0]:.1f} MB -> {samples[-1]:.1f} MB after {requests} requests "
+          f"(between {min(samples):.1f} and {max(samples):.1f}; {errors} errors)", flush=True)
+    return {"before_mb": samples[0], "after_mb": samples[-1], "first_mb": first,
+            "last_mb": last, "growth_mb": last - first, "min_mb": min(samples),
+            "max_mb": max(samples), "samples": len(samples), "requests": requests,
             "mix": "8 clients; 9 in 10 a 640x480 photo, 1 in 10 a 12 MP photo",
-            "errors": len(load.errors)}
+            "errors": errors}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,7 +94,7 @@ class Classifier:
         # model, several times cheaper to decode than in full
         self.draft_size = draft_size_for(self._item_pipeline)
         # NHWC suits cuDNN's tensor-core kernels and oneDNN's CPU convolutions alike: a resnet34
-        # forward on this project's 2-core CPU took 10-25% less time in it (docs/performance.md).
+        # forward on this project's 2-core CPU took 10-25% less time in it (README, "Performance").
         # Tried at the first batch, so that the thread that serves is the one that does it.
         self.channels_last = False
         self._try_layout = channels_last
