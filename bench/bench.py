@@ -23,6 +23,8 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,14 +120,22 @@ class RawForward:
         item = classifier.preprocess(decode_image(photo, draft_size=classifier.draft_size))
         self.batches = {size: classifier.prepare_batch([item] * size) for size in batch_sizes}
         self.seconds: dict[int, list[float]] = {size: [] for size in batch_sizes}
+        self.cpu_seconds: dict[int, list[float]] = {size: [] for size in batch_sizes}
 
     def measure(self, size: int, min_calls: int = 5, min_seconds: float = 2.0) -> float:
         """Median seconds of one forward pass at batch `size`, measured now."""
         batch = self.batches[size]
-        median = statistics.median(time_calls(lambda: self.classifier.forward(batch),
-                                              min_calls, min_seconds))
+        cpu_before = time.process_time()
+        times = time_calls(lambda: self.classifier.forward(batch), min_calls, min_seconds)
+        # every thread of this process: torch's own, spinning included (the clients are idle)
+        self.cpu_seconds[size].append((time.process_time() - cpu_before) / (len(times) + 2))
+        median = statistics.median(times)
         self.seconds[size].append(median)
         return median
+
+    def cpu_per_image(self, size: int) -> float:
+        """CPU seconds (all cores together) one image costs in a forward pass at batch `size`."""
+        return statistics.median(self.cpu_seconds[size]) / size
 
     def summary(self) -> dict:
         """Per batch size, the median over every measurement: ms, ms per image, images/s."""
@@ -133,6 +143,7 @@ class RawForward:
         for size, values in self.seconds.items():
             median = statistics.median(values)
             results[str(size)] = {"ms": median * 1000, "ms_per_image": median * 1000 / size,
+                                  "cpu_ms_per_image": self.cpu_per_image(size) * 1000,
                                   "images_per_s": size / median, "measurements": len(values),
                                   "range_ms": [min(values) * 1000, max(values) * 1000]}
         return results
@@ -201,6 +212,37 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+class WorkerCpu:
+    """CPU time of the worker's threads while clients run: the model's threads and the rest.
+
+    The model's threads are torch's thread team, the `model_threads` busiest threads (the
+    batcher thread and its OpenMP workers); the others receive, parse, decode, resize and answer.
+    """
+
+    def __init__(self, worker: psutil.Process, model_threads: int):
+        self.worker = worker
+        self.model_threads = model_threads
+        self.used: Counter[int] = Counter()
+
+    def _now(self) -> dict[int, float]:
+        return {thread.id: thread.user_time + thread.system_time
+                for thread in self.worker.threads()}
+
+    @contextmanager
+    def counting(self):
+        """Add the CPU time each thread uses inside the `with` block."""
+        before = self._now()
+        yield
+        for thread, seconds in self._now().items():
+            self.used[thread] += seconds - before.get(thread, 0.0)
+
+    def per_request(self, requests: int) -> tuple[float, float]:
+        """CPU seconds per request: (the model's threads, every other thread)."""
+        ordered = sorted(self.used.values(), reverse=True)
+        return (sum(ordered[:self.model_threads]) / requests,
+                sum(ordered[self.model_threads:]) / requests)
 
 
 def multipart(data: bytes, filename: str = "photo.jpg") -> tuple[bytes, str]:
@@ -351,7 +393,20 @@ def report(results: dict) -> str:
         f"{rss['before_mb']:.1f} MB at the start, {rss['after_mb']:.1f} MB at the end, between "
         f"{rss['min_mb']:.1f} and {rss['max_mb']:.1f}; growth (mean of the last quarter of the "
         f"samples minus mean of the first) {rss['growth_mb']:+.1f} MB.",
-        "", "| target | measured | bound | |", "| --- | ---: | --- | --- |"]
+        "", "Worker CPU time per request, all cores together, while the clients ran: torch's "
+        "threads (the model) and the rest (receiving, parsing, decoding, resizing, answering). "
+        "With 8 clients the cores are saturated, so throughput is cores / CPU per request; "
+        "even if the model's threads cost no more than the raw forward, the ratio cannot exceed "
+        "raw forward CPU per image / (that + the rest), the last column.",
+        "", "| case | model's threads | the rest | raw forward CPU per image | highest "
+        "throughput ratio these cores allow |", "| --- | ---: | ---: | ---: | ---: |"]
+    for photo, by_clients in results["http"].items():
+        for clients, row in by_clients.items():
+            ceiling = f"{row['ceiling']:.2f}" if clients != "1" else ""
+            lines.append(f"| {photo}, {clients} clients | {row['model_cpu_ms']:.1f} ms | "
+                         f"{row['other_cpu_ms']:.1f} ms | {row['forward_cpu_ms']:.1f} ms "
+                         f"(batch {row['limit_batch']}) | {ceiling} |")
+    lines += ["", "| target | measured | bound | |", "| --- | ---: | --- | --- |"]
     for name, value, bound, met in verdicts(results):
         shown = f"{value:.2f}" if isinstance(value, float) else str(value)
         lines.append(f"| {name} | {shown} | {bound} | {'met' if met else 'NOT met'} |")
@@ -386,10 +441,12 @@ def free_port() -> int:
 
 
 def measure_http(server: Server, photos: dict[str, bytes], requests: int,
-                 raw: RawForward) -> tuple[dict, int]:
+                 raw: RawForward, threads: int) -> tuple[dict, int]:
     """p50, p95 and throughput for each photo at 1 and 8 clients, each compared with the raw
-    forward (batch 1 for one client, batch 8 for eight) measured in turns with it."""
+    forward (batch 1 for one client, batch 8 for eight) measured in turns with it, and the
+    worker's CPU time per request."""
     results, errors = {}, 0
+    worker = server.worker()
     for name, data in photos.items():
         body = [multipart(data)]
         results[name] = {}
@@ -399,22 +456,32 @@ def measure_http(server: Server, photos: dict[str, bytes], requests: int,
             # short turns: a shared machine's speed drifts within seconds, and each turn of
             # requests is compared with raw forwards measured right beside it
             turn = 10 if clients == 1 else 6 * clients
-            load, limits = Load(), []
+            load, limits, cpu = Load(), [], WorkerCpu(worker, threads)
             for _ in range(max(1, round(requests / turn))):
                 limits.append(raw.measure(size, min_calls=3 if size == 1 else 2,
                                           min_seconds=0.2))
-                part = run_clients(server.port, body, clients, turn)
+                with cpu.counting():
+                    part = run_clients(server.port, body, clients, turn)
                 load.latencies += part.latencies
                 load.errors += part.errors
                 load.seconds += part.seconds
             summary = results[name][str(clients)] = load.summary()
             limit = statistics.median(limits)
             summary.update(limit_batch=size, limit_ms=limit * 1000, limit_per_s=size / limit)
+            model_cpu, other_cpu = cpu.per_request(len(load.latencies) + len(load.errors))
+            # with the cores saturated, throughput is cores / CPU per request: even if the
+            # model's threads cost no more than the raw forward, the rest caps the ratio here
+            forward_cpu = raw.cpu_per_image(size)
+            summary.update(model_cpu_ms=model_cpu * 1000, other_cpu_ms=other_cpu * 1000,
+                           forward_cpu_ms=forward_cpu * 1000,
+                           ceiling=forward_cpu / (forward_cpu + other_cpu))
             errors += len(load.errors)
             print(f"HTTP {name}, {clients} client(s): p50 {summary['p50_ms']:.1f} ms, p95 "
                   f"{summary['p95_ms']:.1f} ms, {summary['per_s']:.1f}/s, "
                   f"{summary['errors']} errors; raw batch-{size} forward in turns with it "
-                  f"{limit * 1000:.1f} ms (median of {len(limits)})", flush=True)
+                  f"{limit * 1000:.1f} ms (median of {len(limits)}); worker CPU per request: "
+                  f"model {model_cpu * 1000:.1f} ms, the rest {other_cpu * 1000:.1f} ms",
+                  flush=True)
             if load.errors:
                 print("  first error:", load.errors[0], flush=True)
     return results, errors
@@ -475,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     server = Server(model_path, OUT / "server.log", args.port or free_port())
     try:
         server.wait_ready()
-        http_results, errors = measure_http(server, photos, args.requests, raw)
+        http_results, errors = measure_http(server, photos, args.requests, raw, threads)
         rss = measure_rss(server, photos, args.rss_requests)
     finally:
         server.stop()
