@@ -343,8 +343,10 @@ def verdicts(results: dict) -> list[tuple[str, float, str, bool]]:
     for photo in ("640x480", "12MP"):
         eight = http_[photo]["8"]
         ratio = eight["per_s"] / eight["limit_per_s"]
+        ceiling = (f" (at most {eight['ceiling']:.2f} on these cores, table above)"
+                   if eight["ceiling"] else "")
         rows.append((f"{photo} photo, 8 clients: throughput / raw batch-8 throughput", ratio,
-                     f">= {TARGETS['throughput']}", ratio >= TARGETS["throughput"]))
+                     f">= {TARGETS['throughput']}{ceiling}", ratio >= TARGETS["throughput"]))
     errors = results["errors"]
     rows.append(("errors over every HTTP request", errors, "== 0", errors == 0))
     growth = results["rss"]["growth_mb"]
@@ -402,7 +404,7 @@ def report(results: dict) -> str:
         "throughput ratio these cores allow |", "| --- | ---: | ---: | ---: | ---: |"]
     for photo, by_clients in results["http"].items():
         for clients, row in by_clients.items():
-            ceiling = f"{row['ceiling']:.2f}" if clients != "1" else ""
+            ceiling = f"{row['ceiling']:.2f}" if clients != "1" and row["ceiling"] else ""
             lines.append(f"| {photo}, {clients} clients | {row['model_cpu_ms']:.1f} ms | "
                          f"{row['other_cpu_ms']:.1f} ms | {row['forward_cpu_ms']:.1f} ms "
                          f"(batch {row['limit_batch']}) | {ceiling} |")
@@ -469,12 +471,14 @@ def measure_http(server: Server, photos: dict[str, bytes], requests: int,
             limit = statistics.median(limits)
             summary.update(limit_batch=size, limit_ms=limit * 1000, limit_per_s=size / limit)
             model_cpu, other_cpu = cpu.per_request(len(load.latencies) + len(load.errors))
-            # with the cores saturated, throughput is cores / CPU per request: even if the
-            # model's threads cost no more than the raw forward, the rest caps the ratio here
+            # on the CPU, with the cores saturated, throughput is cores / CPU per request: even
+            # if the model's threads cost no more than the raw forward, the rest caps the ratio
+            # (on a GPU the forward's cost is not CPU time, so there is no such ceiling)
             forward_cpu = raw.cpu_per_image(size)
+            on_cpu = raw.classifier.device.type == "cpu"
             summary.update(model_cpu_ms=model_cpu * 1000, other_cpu_ms=other_cpu * 1000,
                            forward_cpu_ms=forward_cpu * 1000,
-                           ceiling=forward_cpu / (forward_cpu + other_cpu))
+                           ceiling=forward_cpu / (forward_cpu + other_cpu) if on_cpu else None)
             errors += len(load.errors)
             print(f"HTTP {name}, {clients} client(s): p50 {summary['p50_ms']:.1f} ms, p95 "
                   f"{summary['p95_ms']:.1f} ms, {summary['per_s']:.1f}/s, "
