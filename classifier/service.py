@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,16 +154,8 @@ class ModelService:
 
     def predict_image(self, image: Image.Image) -> Prediction:
         """Predict one decoded RGB image through the shared batcher."""
-        for attempt in range(2):
-            classifier, batcher = self._require_model()
-            try:
-                future = batcher.submit(classifier.preprocess(image))
-            except BatcherClosedError:
-                if attempt:
-                    raise
-                continue  # a reload swapped the model in meanwhile: the new one answers
-            return future.result(timeout=REQUEST_TIMEOUT_S)
-        raise AssertionError("unreachable")
+        return self._on_loaded_model(
+            lambda classifier, batcher: batcher.submit(classifier.preprocess(image)))
 
     def decode(self, data: bytes, at_least: int | None = None) -> Image.Image:
         """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
@@ -181,17 +175,20 @@ class ModelService:
         It runs on the batcher's thread between batches, so that the process keeps one OpenMP
         thread team (see DynamicBatcher.call).
         """
-        for attempt in range(2):
-            classifier, batcher = self._require_model()
-            try:
-                job = batcher.call(lambda c=classifier: self._explainer_for(c).explain(image,
-                                                                                    label))
-            except BatcherClosedError:
-                if attempt:
-                    raise
-                continue  # a reload swapped the model in meanwhile: the new one answers
-            return job.result(timeout=REQUEST_TIMEOUT_S)
-        raise AssertionError("unreachable")
+        return self._on_loaded_model(lambda classifier, batcher: batcher.call(
+            lambda: self._explainer_for(classifier).explain(image, label)))
+
+    def _on_loaded_model(self, send: Callable[[Classifier, DynamicBatcher], Future]):
+        """Send a job to the loaded model's batcher and wait for its result.
+
+        A reload that swaps the model in meanwhile closes the old batcher; the job is then sent
+        once more, and the new model answers.
+        """
+        try:
+            job = send(*self._require_model())
+        except BatcherClosedError:
+            job = send(*self._require_model())
+        return job.result(timeout=REQUEST_TIMEOUT_S)
 
     def _explainer_for(self, classifier: Classifier) -> Explainer:
         """The loaded classifier's Explainer, made on first use (a new model gets a new one)."""
