@@ -60,6 +60,16 @@ def label_after(service: ModelService, data: bytes, wanted: set[str], timeout: f
     return label
 
 
+def still_mod_until_logged(service: ModelService, data: bytes, caplog, words: str,
+                           never: str) -> None:
+    """Keep predicting `data` (the old model must still say "mod") until the log has `words`."""
+    deadline = time.monotonic() + 20
+    while words not in caplog.text:
+        assert time.monotonic() < deadline, never
+        assert service.predict_bytes(data).label == "mod"
+        time.sleep(INTERVAL)
+
+
 def test_a_replaced_model_is_picked_up_without_a_restart(served, renamed_model_path,
                                                          png_pictures, caplog):
     assert served.predict_bytes(png_pictures["mod0"]).label == "mod"
@@ -79,11 +89,9 @@ def test_a_broken_replacement_keeps_the_old_model_and_logs_why(served, png_pictu
                                                                contents, words):
     with caplog.at_level(logging.ERROR, logger="classifier.service"):
         replace(served.path, contents)
-        deadline = time.monotonic() + 20
-        while "Kept serving the previous model" not in caplog.text:
-            assert time.monotonic() < deadline, "the broken file was never looked at"
-            assert served.predict_bytes(png_pictures["mod0"]).label == "mod"
-            time.sleep(INTERVAL)
+        still_mod_until_logged(served, png_pictures["mod0"], caplog,
+                               "Kept serving the previous model",
+                               never="the broken file was never looked at")
     assert words in caplog.text and str(served.path) in caplog.text
     assert served.predict_bytes(png_pictures["rocker0"]).label == "rocker"
 
@@ -93,11 +101,8 @@ def test_a_replacement_that_does_not_match_the_card_is_refused_until_the_card_ma
     write_card(served.path, model_path)
     with caplog.at_level(logging.ERROR, logger="classifier.service"):
         replace(served.path, renamed_model_path)
-        deadline = time.monotonic() + 20
-        while "does not match the sha256" not in caplog.text:
-            assert time.monotonic() < deadline, "the mismatch was never noticed"
-            assert served.predict_bytes(png_pictures["mod0"]).label == "mod"
-            time.sleep(INTERVAL)
+        still_mod_until_logged(served, png_pictures["mod0"], caplog, "does not match the sha256",
+                               never="the mismatch was never noticed")
     assert "Kept serving the previous model" in caplog.text
     write_card(served.path, renamed_model_path)  # the operator copies the matching card too
     assert label_after(served, png_pictures["mod0"], {"punk"}) == "punk"
