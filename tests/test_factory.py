@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import secrets
 import stat
 
 import pytest
@@ -56,10 +57,11 @@ def test_secret_key_is_generated_once_and_kept_owner_only(tmp_path):
 
 
 def test_secret_key_from_the_environment_wins(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEAFRONT_SECRET_KEY", "from-the-environment")
+    key = secrets.token_hex(32)
+    monkeypatch.setenv("SEAFRONT_SECRET_KEY", key)
     app = create_app({"MODEL_PATH": str(tmp_path / "none.pkl"),
                       "INSTANCE_PATH": str(tmp_path / "instance")})
-    assert app.config["SECRET_KEY"] == "from-the-environment"
+    assert app.config["SECRET_KEY"] == key
     assert not (tmp_path / "instance" / "secret_key").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import secrets
 
 import pytest
 
@@ -153,9 +154,9 @@ def test_a_token_from_another_session_is_refused(shared_app, png_pictures):
 
 
 def test_a_token_signed_with_another_secret_is_refused(make_app, png_pictures):
-    other = make_app(SECRET_KEY="another secret").test_client()
+    other = make_app(SECRET_KEY=secrets.token_hex(32)).test_client()
     token = read_csrf_token(other.get("/").get_data(as_text=True))
-    client = make_app(SECRET_KEY="our secret").test_client()
+    client = make_app(SECRET_KEY=secrets.token_hex(32)).test_client()
     client.get("/")
     answer = client.post("/", data={"csrf_token": token, **upload(png_pictures["mod0"])})
     assert answer.status_code == 400
