@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -29,26 +28,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
+import torch
+from fastai.callback.progress import ProgressCallback
+from fastai.vision.augment import Resize
+from fastai.vision.core import PILImage
+from fastai.vision.data import ImageDataLoaders
+from fastai.vision.learner import vision_learner
+from torchvision.models import resnet34
+
+from bench.photos import PHOTO_NAMES, TWELVE_MP, VGA, photo_jpeg, sample_photo
+from classifier.decode import decode_image
+from classifier.device import choose_device
+from classifier.loading import load_export
+from classifier.precision import choose_precision, precision_name
+from classifier.predictor import Classifier
+from classifier.threads import available_cores, torch_threads_for
+from tests.support import MAX_PIXELS, LiveServer
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import psutil  # noqa: E402
-import torch  # noqa: E402
-from fastai.callback.progress import ProgressCallback  # noqa: E402
-from fastai.vision.augment import Resize  # noqa: E402
-from fastai.vision.core import PILImage  # noqa: E402
-from fastai.vision.data import ImageDataLoaders  # noqa: E402
-from fastai.vision.learner import vision_learner  # noqa: E402
-from torchvision.models import resnet34  # noqa: E402
-
-from bench.photos import PHOTO_NAMES, TWELVE_MP, VGA, photo_jpeg, sample_photo  # noqa: E402
-from classifier.device import choose_device  # noqa: E402
-from classifier.images import decode_image  # noqa: E402
-from classifier.loading import load_export  # noqa: E402
-from classifier.model import Classifier  # noqa: E402
-from classifier.precision import choose_precision, precision_name  # noqa: E402
-from classifier.threads import available_cores, torch_threads_for  # noqa: E402
-
 OUT = ROOT / "bench" / "out"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 HOST = "127.0.0.1"  # never anywhere else: this is a load generator
@@ -117,7 +115,7 @@ class RawForward:
 
     def __init__(self, classifier: Classifier, photo: bytes, batch_sizes=(1, 8)):
         self.classifier = classifier
-        item = classifier.preprocess(decode_image(photo, draft_size=classifier.draft_size))
+        item = classifier.preprocess(decode_image(photo, draft_size=classifier.draft_size, max_pixels=MAX_PIXELS))
         self.batches = {size: classifier.prepare_batch([item] * size) for size in batch_sizes}
         self.seconds: dict[int, list[float]] = {size: [] for size in batch_sizes}
         self.cpu_seconds: dict[int, list[float]] = {size: [] for size in batch_sizes}
@@ -163,55 +161,12 @@ def measure_learn_predict(model_path: Path, photos: dict[str, bytes]) -> dict:
 
 # --------------------------------------------------------------------------- the app over HTTP
 
-class Server:
-    """`python application.py --port P --model M` in a subprocess, as the README starts it."""
-
-    def __init__(self, model: Path, log_path: Path, port: int):
-        self.port = port
-        self.log_path = log_path
-        environment = {**os.environ, "SEAFRONT_INSTANCE_PATH": str(OUT / "instance"),
-                       "PYTHONUNBUFFERED": "1"}
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "application.py", "--port", str(port), "--model", str(model)],
-            cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 180) -> None:
-        """Block until /healthz says the model is loaded."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"The server exited early; see {self.log_path}")
-            try:
-                connection = http.client.HTTPConnection(HOST, self.port, timeout=2)
-                connection.request("GET", "/healthz")
-                body = json.loads(connection.getresponse().read())
-                connection.close()
-                if body.get("model_loaded"):
-                    return
-            except (OSError, ValueError, http.client.HTTPException):
-                pass
-            time.sleep(0.3)
-        raise SystemExit(f"The server did not load the model in {timeout:.0f} s; see "
-                         f"{self.log_path}")
-
-    def worker(self) -> psutil.Process:
-        """The gunicorn worker process (the one that holds the model)."""
-        children = psutil.Process(self.process.pid).children(recursive=True)
-        if len(children) != 1:
-            raise SystemExit(f"Expected one gunicorn worker, found {len(children)}")
-        return children[0]
-
-    def stop(self) -> None:
-        """Stop gunicorn and its worker."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+def worker_of(server: LiveServer) -> psutil.Process:
+    """The gunicorn worker process of `server` (the one that holds the model)."""
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    if len(children) != 1:
+        raise SystemExit(f"Expected one gunicorn worker, found {len(children)}")
+    return children[0]
 
 
 class WorkerCpu:
@@ -433,22 +388,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-def measure_http(server: Server, photos: dict[str, bytes], requests: int,
+def measure_http(server: LiveServer, photos: dict[str, bytes], requests: int,
                  raw: RawForward, threads: int) -> tuple[dict, int]:
     """p50, p95 and throughput for each photo at 1 and 8 clients, each compared with the raw
     forward (batch 1 for one client, batch 8 for eight) measured in turns with it, and the
     worker's CPU time per request."""
     results, errors = {}, 0
-    worker = server.worker()
+    worker = worker_of(server)
     for name, data in photos.items():
         body = [multipart(data)]
         results[name] = {}
@@ -491,14 +437,14 @@ def measure_http(server: Server, photos: dict[str, bytes], requests: int,
     return results, errors
 
 
-def measure_rss(server: Server, photos: dict[str, bytes], requests: int) -> dict:
+def measure_rss(server: LiveServer, photos: dict[str, bytes], requests: int) -> dict:
     """The worker's resident memory over `requests` more requests, sampled every 100.
 
     glibc's allocator keeps or returns freed memory as it sees fit, so a single sample swings
     by tens of MB (a batch of 8 holds about 100 MB of activations for a moment); a leak shows
     as a rise from the first samples to the last, so growth compares their means.
     """
-    worker = server.worker()
+    worker = worker_of(server)
     # mostly small photos so 2,000 requests fit the time budget; 1 in 10 is a 12 MP one
     mixed = [multipart(photos["640x480"])] * 9 + [multipart(photos["12MP"])]
     samples, errors, done = [worker.memory_info().rss / 2**20], 0, 0
@@ -543,9 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, row in baseline.items():
         print(f"learn.predict, {name}: {row['ms']:.1f} ms", flush=True)
 
-    server = Server(model_path, OUT / "server.log", args.port or free_port())
+    server = LiveServer(model_path, OUT, port=args.port)
     try:
-        server.wait_ready()
+        server.wait_ready(timeout=180)
         http_results, errors = measure_http(server, photos, args.requests, raw, threads)
         rss = measure_rss(server, photos, args.rss_requests)
     finally:

@@ -1,20 +1,7 @@
-"""Model loading, device choice, image decoding, batching and prediction; no Flask here."""
+"""The model layer: no Flask and no HTTP. Device choice (`device`), decoding uploads (`decode`),
+loading and checking an export (`loading`, `integrity`, `reload`), batching (`batcher`),
+prediction (`predictor`, `service`) and explanations (`explain`); its errors are in `errors`.
 
-from .device import CudaQuery, DeviceChoice, DeviceError, choose_device
-from .images import (
-    ImageError,
-    ImageTooLargeError,
-    UnreadableImageError,
-    UnsupportedImageError,
-    decode_image,
-)
-from .loading import ModelLoadError, load_export
-from .model import Classifier, Prediction
-from .service import ModelService, NoModelError, ServiceSettings, no_model_message
-
-__all__ = [
-    "Classifier", "CudaQuery", "DeviceChoice", "DeviceError", "ImageError", "ImageTooLargeError",
-    "ModelLoadError", "ModelService", "NoModelError", "Prediction", "ServiceSettings",
-    "UnreadableImageError", "UnsupportedImageError", "choose_device", "decode_image",
-    "load_export", "no_model_message",
-]
+Nothing is imported here, so that importing one module (the stdlib-only batcher, say) costs
+only that module.
+"""

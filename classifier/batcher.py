@@ -7,8 +7,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Generic, TypeVar
+
+from .errors import DeadlineExceededError
 
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
@@ -22,12 +24,29 @@ class _Call:
         self.function = function
 
 
+class _Job(Generic[Item]):
+    """One queued item (or call), the Future its answer goes to, and when nobody waits any more."""
+
+    __slots__ = ("deadline", "future", "item")
+
+    def __init__(self, item: Item | _Call, future: Future, deadline: float | None):
+        self.item, self.future, self.deadline = item, future, deadline
+
+    def expired(self, now: float) -> bool:
+        """True when the job's deadline (time.monotonic) has passed."""
+        return self.deadline is not None and now >= self.deadline
+
+
 class BatcherClosedError(RuntimeError):
     """The batcher was closed (the model is being replaced or the server is stopping)."""
 
 
 class DynamicBatcher(Generic[Item, Result]):
     """One thread runs `run_batch` on up to `max_batch_size` queued items at a time.
+
+    Every job may carry a deadline: a job still queued when its deadline passes is answered with
+    DeadlineExceededError and never run, and so is one whose caller cancelled its Future (as
+    LitServe's collate_requests does: work nobody waits for is never done).
 
     It waits for company only when company is coming: a batch waits, at most `max_wait_s`,
     until it holds as many items as were in the batcher (queued or running) at once during the
@@ -42,7 +61,7 @@ class DynamicBatcher(Generic[Item, Result]):
         self._run_batch = run_batch
         self.max_batch_size = max(1, max_batch_size)
         self.max_wait_s = max(0.0, max_wait_s)
-        self._queue: queue.SimpleQueue[tuple[Item, Future] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         # submit and close take turns, so no item can be queued behind the stop marker
         self._lock = threading.Lock()
@@ -51,18 +70,21 @@ class DynamicBatcher(Generic[Item, Result]):
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, item: Item) -> Future:
-        """Queue one item; the Future gets its result, or the exception its run raised."""
+    def submit(self, item: Item, deadline: float | None = None) -> Future:
+        """Queue one item; the Future gets its result, or the exception its run raised.
+
+        `deadline` (a time.monotonic() value): past it, the item is dropped unrun.
+        """
         future: Future = Future()
         with self._lock:
             if self._closed:
                 raise BatcherClosedError("the model is being replaced; send the request again")
             self._pending += 1
             self._peak = max(self._peak, self._pending)
-            self._queue.put((item, future))
+            self._queue.put(_Job(item, future, deadline))
         return future
 
-    def call(self, function: Callable[[], Result]) -> Future:
+    def call(self, function: Callable[[], Result], deadline: float | None = None) -> Future:
         """Run `function` on the batcher's thread, alone, between batches; a Future of its result.
 
         For the model's other work (loading it onto the device, warm-up, explanations): with
@@ -75,7 +97,7 @@ class DynamicBatcher(Generic[Item, Result]):
         with self._lock:
             if self._closed:
                 raise BatcherClosedError("the model is being replaced; send the request again")
-            self._queue.put((_Call(function), future))
+            self._queue.put(_Job(_Call(function), future, deadline))
         return future
 
     def close(self) -> None:
@@ -87,7 +109,7 @@ class DynamicBatcher(Generic[Item, Result]):
             self._queue.put(None)
         self._thread.join()
 
-    def _collect(self, first: tuple[Item, Future]) -> tuple[list[tuple[Item, Future]], bool]:
+    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
         """The first job, whatever else is queued, and those still expected (see the class)."""
         with self._lock:
             expected = min(self.max_batch_size, self._peak)
@@ -105,7 +127,7 @@ class DynamicBatcher(Generic[Item, Result]):
                 stop = True
                 break
             jobs.append(job)
-            if isinstance(job[0], _Call):
+            if isinstance(job.item, _Call):
                 break  # run what is collected so far, then the call
         return jobs, stop
 
@@ -115,47 +137,70 @@ class DynamicBatcher(Generic[Item, Result]):
             first = self._queue.get()
             if first is None:
                 return
-            jobs, stop = ([first], False) if isinstance(first[0], _Call) else self._collect(first)
-            calls = [job for job in jobs if isinstance(job[0], _Call)]
-            jobs = [job for job in jobs if not isinstance(job[0], _Call)]
-            if jobs:
-                self._run(jobs)
-            for call, future in calls:
-                self._call(call, future)
+            jobs, stop = ([first], False) if isinstance(first.item, _Call) else self._collect(first)
+            now = time.monotonic()
+            calls = [job for job in jobs if isinstance(job.item, _Call) and self._wanted(job, now)]
+            items = [job for job in jobs
+                     if not isinstance(job.item, _Call) and self._wanted(job, now)]
+            if items:
+                self._run(items)
+            for call in calls:
+                self._call(call)
             if stop:
                 return
 
-    def _run(self, jobs: list[tuple[Item, Future]]) -> None:
+    def _wanted(self, job: _Job, now: float) -> bool:
+        """Claim `job` for running; False (and the job answered) if it expired or was cancelled."""
+        if job.expired(now):
+            self._answer(job, error=DeadlineExceededError(
+                "The request waited too long for the model and was dropped: the server is busy; "
+                "try again in a moment."), counted=not isinstance(job.item, _Call))
+            return False
+        if not job.future.set_running_or_notify_cancel():  # its caller gave up on it
+            if not isinstance(job.item, _Call):
+                with self._lock:
+                    self._pending -= 1
+            return False
+        return True
+
+    def _run(self, jobs: list[_Job]) -> None:
         """Run one batch; if it fails, run its items one by one so one bad item fails alone."""
         try:
-            results = self._run_batch([item for item, _ in jobs])
+            results = self._run_batch([job.item for job in jobs])  # type: ignore[misc]
         except Exception as error:  # noqa: BLE001 - isolate the failing item below
             if len(jobs) == 1:
                 log.exception("Prediction failed")
-                self._answer(jobs[0][1], error=error)
+                self._answer(jobs[0], error=error)
                 return
             for job in jobs:
                 self._run([job])
             return
-        for (_, future), result in zip(jobs, results, strict=True):
-            self._answer(future, result)
+        for job, result in zip(jobs, results, strict=True):
+            self._answer(job, result)
 
     @staticmethod
-    def _call(call: _Call, future: Future) -> None:
+    def _call(job: _Job) -> None:
         """Run one call and settle its Future."""
+        call = job.item
+        assert isinstance(call, _Call)
         try:
             result = call.function()
         except BaseException as error:  # noqa: BLE001 - handed to the caller
-            future.set_exception(error)
+            job.future.set_exception(error)
         else:
-            future.set_result(result)
+            job.future.set_result(result)
 
-    def _answer(self, future: Future, result=None, error: Exception | None = None) -> None:
+    def _answer(self, job: _Job, result=None, error: BaseException | None = None,
+                counted: bool = True) -> None:
         """Settle one item's Future; it stops counting as pending first, so that a client that
         sends its next item at once is not mistaken for company."""
-        with self._lock:
-            self._pending -= 1
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
+        if counted:
+            with self._lock:
+                self._pending -= 1
+        try:
+            if error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)
+        except InvalidStateError:  # an expired job its caller cancelled meanwhile
+            pass

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from server import StartupError
+from .errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -16,10 +16,6 @@ OLD_GPU_ADVICE = (
     "a CUDA 11.8 build (`pip install torch==2.7.1 torchvision==0.22.1 --index-url "
     "https://download.pytorch.org/whl/cu118`), in a separate environment"
 )
-
-
-class DeviceError(StartupError):
-    """The requested device cannot be used."""
 
 
 @dataclass(frozen=True)

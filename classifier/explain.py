@@ -18,17 +18,14 @@ import torch
 from PIL import Image, ImageEnhance
 from torch import nn
 
-from .model import Classifier
+from .errors import ExplainError
+from .predictor import Classifier
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom, as fractions of the photo
 WHOLE_PHOTO: Box = (0.0, 0.0, 1.0, 1.0)
 COLOUR_MAP = "inferno"  # perceptually uniform and readable with colour-blindness; hot is bright
 HEAT_OPACITY = 0.6
 UNSEEN_BRIGHTNESS = 0.35  # the parts the model's crop cut off are dimmed
-
-
-class ExplainError(RuntimeError):
-    """The model cannot be explained this way (it has no convolutional layer)."""
 
 
 def last_conv_layer(model: nn.Module) -> nn.Conv2d | None:

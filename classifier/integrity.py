@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .loading import ModelLoadError
+from formats.modelcard import CardError, card_path, read_card, sha256_of_bytes
+
+from .errors import ModelLoadError
 
 log = logging.getLogger(__name__)
-
-
-def card_path(model_path: Path) -> Path:
-    """The model card next to a model file: models/export.pkl -> models/export.json."""
-    return Path(model_path).with_suffix(".json")
 
 
 def recorded_sha256(model_path: Path) -> str | None:
@@ -25,17 +20,13 @@ def recorded_sha256(model_path: Path) -> str | None:
     A card that cannot be read or parsed records nothing, so it cannot refuse the model; the log
     says the file goes unchecked.
     """
-    card = card_path(model_path)
     try:
-        card_data = json.loads(card.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        card = read_card(model_path)
+    except CardError as error:
+        log.warning("%s, so %s is not checked against its sha256: restore the model card that "
+                    "train.py wrote, or delete it.", error, model_path)
         return None
-    except (OSError, ValueError) as error:
-        log.warning("%s could not be read (%s), so %s is not checked against its sha256: restore "
-                    "the model card that train.py wrote, or delete it.", card, error, model_path)
-        return None
-    sha256 = card_data.get("sha256") if isinstance(card_data, dict) else None
-    return str(sha256).strip().lower() if sha256 else None
+    return card.sha256 if card else None
 
 
 def read_verified(model_path: Path) -> bytes:
@@ -51,7 +42,7 @@ def read_verified(model_path: Path) -> bytes:
     except OSError as error:
         raise ModelLoadError(f"{model_path} could not be read ({error}): check that it exists "
                              f"and that this user may read it.") from None
-    actual = hashlib.sha256(data).hexdigest()
+    actual = sha256_of_bytes(data)
     if expected is not None and actual != expected:
         card = card_path(model_path)
         raise ModelLoadError(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastai.learner import Learner, load_learner
 
-from server import StartupError
+from .errors import ModelLoadError
 
 # modules that only fastai v1 (2018-2020) had; a v1 export names them in its pickle
 FASTAI_V1_MODULES = ("fastai.basic_train", "fastai.basic_data", "fastai.data_block",
@@ -21,10 +21,6 @@ FASTAI_V1_MODULES = ("fastai.basic_train", "fastai.basic_data", "fastai.data_blo
 FASTAI_PRE_28_MODULES = ("fastcore.transform", "fastcore.dispatch")
 REEXPORT = ("re-export it with fastai 2.8: load your data and train in fastai 2.8 "
             "(`python train.py fit --data DIR`), then `learn.export()`")
-
-
-class ModelLoadError(StartupError):
-    """The model file exists but is not a loadable fastai 2.8 export."""
 
 
 class _MissingName(Exception):

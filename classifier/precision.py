@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from server import StartupError
-
 from .device import CudaQuery
+from .errors import PrecisionError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 BF16_CAPABILITY = (8, 0)  # Ampere: the first NVIDIA GPUs with bf16 tensor cores
-
-
-class PrecisionError(StartupError):
-    """The requested precision is unknown or this device cannot run it."""
 
 
 def choose_precision(requested: str, device: torch.device,

@@ -13,22 +13,19 @@ from pathlib import Path
 from PIL import Image
 
 from .batcher import BatcherClosedError, DynamicBatcher
+from .decode import decode_image
 from .device import CudaQuery, choose_device
+from .errors import DeadlineExceededError, NoModelError
 from .explain import Explainer, Explanation, last_conv_layer
-from .images import DEFAULT_MAX_PIXELS, decode_image
 from .integrity import FileState, read_verified
 from .loading import load_export
-from .model import Classifier, Prediction
 from .precision import choose_precision, precision_name
+from .predictor import Classifier, Prediction
 from .reload import ModelFileWatch
 from .threads import configure_torch_threads
 
 log = logging.getLogger(__name__)
-REQUEST_TIMEOUT_S = 60.0
-
-
-class NoModelError(RuntimeError):
-    """No model is loaded; the message says how to get one."""
+WARM_UP_TIMEOUT_S = 120.0  # a first pass on a GPU may pick kernels for a while
 
 
 def no_model_message(path: Path) -> str:
@@ -38,20 +35,22 @@ def no_model_message(path: Path) -> str:
             f"export.pkl to {path}; then restart the app.")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServiceSettings:
-    """Knobs of the serving path, with defaults that suit a small CPU server."""
+    """Knobs of the serving path; the app builds them from its settings table (webapp/settings.py,
+    which holds every default and what each one means)."""
 
-    model_path: Path = Path("models/export.pkl")
-    device: str = "auto"
-    max_batch_size: int = 8
-    max_wait_ms: float = 50.0
-    draft: bool = True
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    torch_threads: int = 0  # 0: the machine's cores divided by the number of workers
-    workers: int = 1
-    reload_interval_s: float = 1.0  # how often to look for a replaced model file; 0: never
-    precision: str = "auto"  # auto, fp32, bf16 or fp16 (autocast); auto is fp32 on the CPU
+    model_path: Path
+    device: str
+    max_batch_size: int
+    max_wait_ms: float
+    draft_decode: bool
+    max_pixels: int
+    torch_threads: int  # 0: the machine's cores divided by the number of workers
+    workers: int
+    model_reload_interval: float  # seconds between looks for a replaced model file; 0: never
+    precision: str  # auto, fp32, bf16 or fp16 (autocast); auto is fp32 on the CPU
+    request_timeout: float  # seconds a request may wait for the model before it is dropped
 
 
 class ModelService:
@@ -64,7 +63,7 @@ class ModelService:
         self.precision = choose_precision(settings.precision, self.device, query)
         # the classifier and its batcher, swapped together in one assignment on a reload
         self._loaded: tuple[Classifier, DynamicBatcher] | None = None
-        self._watch = ModelFileWatch(self.path, settings.reload_interval_s)
+        self._watch = ModelFileWatch(self.path, settings.model_reload_interval)
         self._stopped = False
         self._explainer: Explainer | None = None
 
@@ -109,7 +108,7 @@ class ModelService:
         try:
             # on the batcher's thread, like every other torch computation (see its `call`)
             batcher.call(lambda: warm_up(classifier, self.settings.max_batch_size)).result(
-                timeout=REQUEST_TIMEOUT_S)
+                timeout=WARM_UP_TIMEOUT_S)
         except BaseException:
             batcher.close()
             raise
@@ -154,13 +153,13 @@ class ModelService:
 
     def predict_image(self, image: Image.Image) -> Prediction:
         """Predict one decoded RGB image through the shared batcher."""
-        return self._on_loaded_model(
-            lambda classifier, batcher: batcher.submit(classifier.preprocess(image)))
+        return self._on_loaded_model(lambda classifier, batcher, deadline: batcher.submit(
+            classifier.preprocess(image), deadline))
 
     def decode(self, data: bytes, at_least: int | None = None) -> Image.Image:
         """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
         classifier, _ = self._require_model()
-        draft_size = (at_least or classifier.draft_size) if self.settings.draft else None
+        draft_size = (at_least or classifier.draft_size) if self.settings.draft_decode else None
         return decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
 
     @property
@@ -175,20 +174,31 @@ class ModelService:
         It runs on the batcher's thread between batches, so that the process keeps one OpenMP
         thread team (see DynamicBatcher.call).
         """
-        return self._on_loaded_model(lambda classifier, batcher: batcher.call(
-            lambda: self._explainer_for(classifier).explain(image, label)))
+        return self._on_loaded_model(lambda classifier, batcher, deadline: batcher.call(
+            lambda: self._explainer_for(classifier).explain(image, label), deadline))
 
-    def _on_loaded_model(self, send: Callable[[Classifier, DynamicBatcher], Future]):
-        """Send a job to the loaded model's batcher and wait for its result.
+    def _on_loaded_model(self, send: Callable[[Classifier, DynamicBatcher, float], Future]):
+        """Send a job to the loaded model's batcher and wait for its result, up to the deadline.
 
         A reload that swaps the model in meanwhile closes the old batcher; the job is then sent
-        once more, and the new model answers.
+        once more, and the new model answers. A job still queued at the deadline is dropped
+        unrun (DeadlineExceededError), so a backlog never makes the model work for nobody.
         """
+        timeout = self.settings.request_timeout
+        deadline = time.monotonic() + timeout
         try:
-            job = send(*self._require_model())
+            job = send(*self._require_model(), deadline)
         except BatcherClosedError:
-            job = send(*self._require_model())
-        return job.result(timeout=REQUEST_TIMEOUT_S)
+            job = send(*self._require_model(), deadline)
+        try:
+            return job.result(timeout=max(0.0, deadline - time.monotonic()))
+        except DeadlineExceededError:
+            raise
+        except TimeoutError:
+            job.cancel()  # still queued: the batcher drops it; already running: it finishes
+            raise DeadlineExceededError(
+                f"The model did not answer within {timeout:g} s (SEAFRONT_REQUEST_TIMEOUT): the "
+                "server is busy; try again in a moment.") from None
 
     def _explainer_for(self, classifier: Classifier) -> Explainer:
         """The loaded classifier's Explainer, made on first use (a new model gets a new one)."""

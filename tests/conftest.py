@@ -8,25 +8,18 @@ import os
 # test's training several times over. Set before torch is first imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 from PIL import Image
 
-from application import create_app
+from webapp import create_app
 
 from .imagemaker import CLASSES, encode, make_picture
+from .support import RENAMED_CLASSES, LiveServer, read_csrf_token
 from .tinymodel import train_tiny_model, write_dataset
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -91,68 +84,10 @@ def client(shared_app):
     return shared_app.test_client()
 
 
-def read_csrf_token(html: str) -> str:
-    """The CSRF token of the form in a page."""
-    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
-    assert match, "no CSRF token in the page"
-    return match.group(1)
-
-
 @pytest.fixture
 def csrf_token(client) -> str:
     """A real CSRF token, read from the upload page as a browser would."""
     return read_csrf_token(client.get("/").get_data(as_text=True))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class LiveServer:
-    """`python application.py` in a subprocess, as the README starts it."""
-
-    def __init__(self, model: Path, workdir: Path, *args: str, env: dict | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "server.log"
-        environment = {**os.environ, "SEAFRONT_INSTANCE_PATH": str(workdir / "instance"),
-                       "PYTHONUNBUFFERED": "1", **(env or {})}
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "application.py"), "--port", str(self.port),
-             "--model", str(model), *args],
-            cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 60) -> LiveServer:
-        """Block until /healthz answers, or fail with the server's log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited early:\n{self.log()}")
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).ok:
-                    return self
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.2)
-        raise AssertionError(f"server not ready after {timeout} s:\n{self.log()}")
-
-    def log(self) -> str:
-        """What the server has logged so far."""
-        self._log.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        """Stop gunicorn and its workers."""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
 
 
 @pytest.fixture(scope="module")
@@ -180,10 +115,7 @@ def live_server(model_path, tmp_path_factory) -> Iterator[LiveServer]:
         server.stop()
 
 
-# --- issue 5 (hostile input, faults): a second model, for hot reload -----------------------------
-
-RENAMED_CLASSES = ["punk", "teddy"]  # CategoryMap sorts: "mod" becomes "punk", "rocker" "teddy"
-
+# --- a second model, for hot reload ---------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def renamed_model_path(tiny_learner, tmp_path_factory) -> Path:

@@ -10,7 +10,9 @@ import pytest
 import requests
 from fastai.vision.core import PILImage
 
-from classifier import decode_image
+from classifier.decode import decode_image
+
+from .support import MAX_PIXELS
 
 CLIENTS = 12
 ROUNDS = 4
@@ -22,7 +24,7 @@ def expected(tiny_learner, png_pictures) -> dict[str, list[float]]:
     answers = {}
     with tiny_learner.no_bar():
         for name, data in png_pictures.items():
-            _, _, probabilities = tiny_learner.predict(PILImage.create(decode_image(data)))
+            _, _, probabilities = tiny_learner.predict(PILImage.create(decode_image(data, max_pixels=MAX_PIXELS)))
             answers[name] = probabilities.tolist()
     return answers
 

@@ -13,15 +13,16 @@ import pytest
 import requests
 import torch
 
-import application
-import server
 from bench.photos import PHOTO_NAMES, VGA, photo_jpeg
-from classifier import decode_image, load_export
+from classifier.decode import decode_image
 from classifier.device import CudaQuery, build_supports
-from classifier.model import Classifier
+from classifier.loading import load_export
+from classifier.predictor import Classifier
 from classifier.service import warm_up
+from webapp import cli, server
+from webapp.cli import FLAGGED
 
-from .conftest import LiveServer
+from .support import MAX_PIXELS, LiveServer
 
 CUDA_CALLS = ("is_available", "device_count", "init", "_lazy_init", "current_device",
               "get_device_name", "get_device_capability", "get_arch_list", "set_device")
@@ -49,13 +50,13 @@ def cuda_trap(monkeypatch) -> list[str]:
 
 
 def test_the_gunicorn_master_never_touches_cuda(cuda_trap, monkeypatch, model_path, tmp_path):
-    for variable, default, _ in application.FLAGS.values():
-        monkeypatch.setenv(variable, default)  # main() writes the flags here; undone afterwards
+    for setting in FLAGGED:
+        monkeypatch.setenv(setting.env, str(setting.default))  # main() writes the flags here
     monkeypatch.setenv("SEAFRONT_INSTANCE_PATH", str(tmp_path))
     started = {}
     monkeypatch.setattr(server, "serve", lambda load_app, options: started.update(
         load_app=load_app, options=options))
-    application.main(["--port", "0", "--model", str(model_path)])
+    cli.main(["--port", "0", "--model", str(model_path)])
     assert not started["options"].get("preload_app")
     assert cuda_trap == []
     # the trap works: building the app, as each worker does after the fork, asks torch.cuda
@@ -109,7 +110,7 @@ def test_on_a_gpu_a_resnet_runs_channels_last(tmp_path):
     assert classifier.channels_last
     conv = next(m for m in classifier.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    photos = [decode_image(photo_jpeg(name, VGA)) for name in PHOTO_NAMES]
+    photos = [decode_image(photo_jpeg(name, VGA), max_pixels=MAX_PIXELS) for name in PHOTO_NAMES]
     assert len(classifier.predict_batch([classifier.preprocess(p) for p in photos])) == 2
 
 

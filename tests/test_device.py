@@ -4,36 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from classifier import DeviceError, choose_device
-from classifier.device import build_supports
+from classifier.device import build_supports, choose_device
+from classifier.errors import DeviceError
 
-TORCH_2_14_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]
-
-
-class FakeCudaQuery:
-    """Stands in for torch.cuda: a list of (name, capability) GPUs and the build's arch list."""
-
-    def __init__(self, gpus: list[tuple[str, tuple[int, int]]], archs=TORCH_2_14_ARCHS):
-        self.gpus, self.archs = gpus, archs
-
-    def device_count(self):
-        return len(self.gpus)
-
-    def name(self, index):
-        return self.gpus[index][0]
-
-    def capability(self, index):
-        return self.gpus[index][1]
-
-    def arch_list(self):
-        return self.archs
-
-
-NO_GPU: list = []
-TESLA_M60 = [("Tesla M60", (5, 2))]
-TESLA_T4 = [("Tesla T4", (7, 5))]
-H100 = [("NVIDIA H100", (9, 0))]
-TWO_A10G = [("NVIDIA A10G", (8, 6)), ("NVIDIA A10G", (8, 6))]
+from .support import H100, NO_GPU, TESLA_M60, TESLA_T4, TORCH_2_14_ARCHS, TWO_A10G, FakeCudaQuery
 
 
 @pytest.mark.parametrize(("requested", "gpus", "expected"), [

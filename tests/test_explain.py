@@ -16,8 +16,8 @@ from fastai.vision.data import ImageDataLoaders
 from PIL import Image
 from torch import nn
 
-from classifier import Classifier
 from classifier.explain import Explainer, ExplainError, last_conv_layer
+from classifier.predictor import Classifier
 
 SQUARE = 16  # side of the bright square, in pixels of a 64x64 photo
 

@@ -9,7 +9,7 @@ import stat
 import pytest
 
 import application
-from application import create_app
+from webapp import create_app
 from webapp.secret import load_or_create_secret_key
 
 
@@ -36,7 +36,7 @@ def test_module_level_application_is_a_wsgi_app_built_on_first_use(monkeypatch, 
     module = importlib.reload(application)
     assert "application" not in vars(module)  # importing alone builds nothing
     wsgi = module.application
-    assert wsgi.name == "application" and callable(wsgi.wsgi_app)
+    assert wsgi.name == "webapp" and callable(wsgi.wsgi_app)
     assert module.application is wsgi  # built once
 
 

@@ -17,7 +17,7 @@ import psutil
 import pytest
 import requests
 
-from .conftest import LiveServer
+from .support import LiveServer, wait_until
 
 pytestmark = [pytest.mark.load, pytest.mark.timeout(180)]
 
@@ -149,7 +149,10 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(two_workers,
         assert time.monotonic() < deadline, "no replacement worker"
         time.sleep(0.5)
     assert victim not in worker_pids(two_workers)
-    two_workers.wait_ready()
+    # the replacement has loaded the model (a later test counts on both workers serving it)
+    replacement = (worker_pids(two_workers) - before).pop()
+    wait_until(lambda: f"[{replacement}] classifier.service: Loaded" in two_workers.log(), 90,
+               message="the replacement worker never loaded the model")
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda name: timed_predict(two_workers, png_pictures[name])[0],
                                  list(png_pictures) * 4))

@@ -13,7 +13,7 @@ from PIL import Image
 from webapp.feedback import FeedbackLabelError, save_feedback
 
 from .imagemaker import encode
-from .pagehelpers import hidden_value, result_page
+from .support import hidden_value, result_page
 
 JSON = {"Accept": "application/json"}
 

@@ -11,10 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from classifier import ImageError, ModelService, Prediction, ServiceSettings
+from classifier.errors import ImageError
+from classifier.predictor import Prediction
+from classifier.service import ModelService
+from webapp.errors import status_of
 
 from .hostile import picture, sixteen_bit_rgb_png, ycck_jpeg
 from .imagemaker import encode
+from .support import service_settings
 
 # a small pixel limit keeps each example cheap; the code path is the same as with the default
 FUZZ_MAX_PIXELS = 1_000_000
@@ -73,7 +77,7 @@ def mutated_images(draw) -> bytes:
 @pytest.fixture(scope="module")
 def service(model_path):
     """The serving path the app uses, on the tiny model."""
-    service = ModelService(ServiceSettings(model_path=model_path, device="cpu",
+    service = ModelService(service_settings(model_path,
                                            max_pixels=FUZZ_MAX_PIXELS))
     service.start()
     yield service
@@ -85,7 +89,7 @@ def predict_or_image_error(service: ModelService, data: bytes) -> None:
     try:
         prediction = service.predict_bytes(data)
     except ImageError as error:
-        assert error.status in (400, 413, 415)
+        assert status_of(error) in (400, 413, 415)
         assert str(error).endswith(".")
         return
     assert isinstance(prediction, Prediction)

@@ -14,8 +14,8 @@ import re
 import pytest
 import requests
 
-from .conftest import read_csrf_token
 from .hostile import HostileFile, hostile_files
+from .support import read_csrf_token
 
 CORPUS = hostile_files()
 IDS = [item.name for item in CORPUS]

@@ -18,10 +18,10 @@ import pytest
 import requests
 from fastai.vision.core import PILImage
 
-from classifier import decode_image
+from classifier.decode import decode_image
 
-from .conftest import LiveServer
 from .hostile import hostile_files
+from .support import MAX_PIXELS, LiveServer
 
 pytestmark = [pytest.mark.load, pytest.mark.timeout(300)]
 
@@ -55,7 +55,7 @@ def jobs(tiny_learner, png_pictures) -> list[Job]:
     mix = []
     with tiny_learner.no_bar():
         for name, data in good.items():
-            label = tiny_learner.predict(PILImage.create(decode_image(data)))[0]
+            label = tiny_learner.predict(PILImage.create(decode_image(data, max_pixels=MAX_PIXELS)))[0]
             mix.append(Job(name, data, "image/png", 200, str(label)))
     mix += [Job(item.name, item.data, item.content_type, item.status, None)
             for item in hostile_files() if item.status != 200]

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from application import create_app
-from classifier import ModelLoadError, ModelService, ServiceSettings, load_export
+from classifier.errors import ModelLoadError, StartupError
 from classifier.integrity import read_verified
-from server import StartupError
+from classifier.loading import load_export
+from classifier.service import ModelService
+from webapp import create_app
+
+from .support import service_settings
 
 
 @pytest.fixture
@@ -95,7 +98,7 @@ def test_a_relative_model_path_is_taken_from_the_app_folder_never_the_working_di
 
 
 def test_the_service_loads_the_configured_file_only(tmp_path):
-    settings = ServiceSettings(model_path=tmp_path / "absent" / "export.pkl", device="cpu")
+    settings = service_settings(tmp_path / "absent" / "export.pkl")
     service = ModelService(settings)
     service.start()
     assert not service.loaded and service.path == settings.model_path

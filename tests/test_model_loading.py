@@ -8,7 +8,8 @@ import types
 import pytest
 import torch
 
-from classifier import ModelLoadError, load_export
+from classifier.errors import ModelLoadError
+from classifier.loading import load_export
 
 
 def pickle_naming(tmp_path, module: str, name: str):

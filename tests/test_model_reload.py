@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from classifier import ModelService, NoModelError, ServiceSettings
+from classifier.errors import NoModelError
+from classifier.service import ModelService
 
-from .conftest import RENAMED_CLASSES
+from .support import RENAMED_CLASSES, service_settings
 
 INTERVAL = 0.05
 
@@ -43,8 +44,8 @@ def served(model_path, tmp_path):
     copy = tmp_path / "models" / "export.pkl"
     copy.parent.mkdir()
     shutil.copyfile(model_path, copy)
-    service = ModelService(ServiceSettings(model_path=copy, device="cpu",
-                                           reload_interval_s=INTERVAL))
+    service = ModelService(service_settings(copy,
+                                           model_reload_interval=INTERVAL))
     service.start()
     yield service
     service.stop()
@@ -138,8 +139,8 @@ def test_requests_during_a_swap_are_all_answered(served, renamed_model_path, png
 
 def test_a_model_that_appears_later_is_loaded(tmp_path, model_path, png_pictures):
     path = tmp_path / "export.pkl"
-    service = ModelService(ServiceSettings(model_path=path, device="cpu",
-                                           reload_interval_s=INTERVAL))
+    service = ModelService(service_settings(path,
+                                           model_reload_interval=INTERVAL))
     service.start()
     try:
         with pytest.raises(NoModelError):
@@ -160,7 +161,7 @@ def test_with_reloading_off_the_file_is_never_looked_at_again(model_path, rename
                                                               tmp_path, png_pictures):
     path = tmp_path / "export.pkl"
     shutil.copyfile(model_path, path)
-    service = ModelService(ServiceSettings(model_path=path, device="cpu", reload_interval_s=0))
+    service = ModelService(service_settings(path, model_reload_interval=0))
     service.start()
     try:
         replace(path, renamed_model_path)

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from application import create_app
+from webapp import create_app
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_healthz_reports_no_model(empty_client):
 
 
 def test_form_post_explains_there_is_no_model(empty_client, png_pictures):
-    from .conftest import read_csrf_token
+    from .support import read_csrf_token
 
     token = read_csrf_token(empty_client.get("/").get_data(as_text=True))
     answer = empty_client.post("/", data={"csrf_token": token, "file": (

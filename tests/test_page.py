@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from .conftest import read_csrf_token
+from .support import read_csrf_token
 
 
 def post_form(client, token: str | None, data: bytes | None, filename: str = "photo.png"):

@@ -23,14 +23,15 @@ from PIL import Image
 from torchvision.models import resnet18
 
 from bench.photos import PHOTO_NAMES, TWELVE_MP, VGA, photo_jpeg, sample_photo
-from classifier import ModelService, ServiceSettings, decode_image, load_export
+from classifier.decode import decode_image
 from classifier.explain import Explainer
-from classifier.model import Classifier, draft_size_for
+from classifier.loading import load_export
 from classifier.precision import PrecisionError, choose_precision
-from classifier.service import warm_up
+from classifier.predictor import Classifier, draft_size_for
+from classifier.service import ModelService, warm_up
 from classifier.threads import available_cores, torch_threads_for
 
-from .test_device import H100, TESLA_T4, FakeCudaQuery
+from .support import H100, MAX_PIXELS, TESLA_T4, FakeCudaQuery, service_settings
 
 # ---------------------------------------------------------------- fixtures of this module only
 
@@ -65,8 +66,8 @@ def photo_learner(tmp_path_factory):
 @pytest.fixture(scope="module")
 def photo_service(photo_learner):
     """The serving path (draft decoding on) with the photo model, on the CPU."""
-    service = ModelService(ServiceSettings(model_path=Path(photo_learner.dls.path).parent /
-                                           "export.pkl", device="cpu"))
+    service = ModelService(service_settings(Path(photo_learner.dls.path).parent /
+                                           "export.pkl"))
     service.start()
     yield service
     service.stop()
@@ -100,7 +101,7 @@ def test_a_large_jpeg_is_decoded_at_reduced_scale_but_never_below_what_the_model
         photo_service, size, decoded):
     draft_size = photo_service.classifier.draft_size
     assert draft_size == 336
-    image = decode_image(photo_at("china.jpg", size), draft_size=draft_size)
+    image = decode_image(photo_at("china.jpg", size), draft_size=draft_size, max_pixels=MAX_PIXELS)
     assert image.size == decoded
     assert min(image.size) >= draft_size or image.size == size
 
@@ -113,7 +114,7 @@ def test_served_answer_for_a_real_photo_matches_learn_predict_on_the_full_size_d
         photo_service, photo_learner, name, size, orientation):
     data = photo_at(name, size, orientation)
     with photo_learner.no_bar():
-        label, _, expected = photo_learner.predict(PILImage.create(decode_image(data)))
+        label, _, expected = photo_learner.predict(PILImage.create(decode_image(data, max_pixels=MAX_PIXELS)))
     served = photo_service.predict_bytes(data)
     assert served.label == label
     assert [served.probabilities[c] for c in photo_service.classes] == pytest.approx(
@@ -155,7 +156,7 @@ def served_probabilities(classifier: Classifier, pictures: dict[str, Image.Image
 
 def test_channels_last_gives_the_same_probabilities_as_the_default_layout(photo_learner):
     path = Path(photo_learner.dls.path).parent / "export.pkl"
-    photos = {name: decode_image(photo_jpeg(name, VGA)) for name in PHOTO_NAMES}
+    photos = {name: decode_image(photo_jpeg(name, VGA), max_pixels=MAX_PIXELS) for name in PHOTO_NAMES}
     default = Classifier(load_export(path), torch.device("cpu"), path, channels_last=False)
     nhwc = Classifier(load_export(path), torch.device("cpu"), path, channels_last=True)
     expected = served_probabilities(default, photos)
@@ -248,12 +249,12 @@ def test_every_torch_computation_of_the_service_runs_on_its_batcher_thread(
 
     monkeypatch.setattr(Classifier, "prepare_batch", recording)
     monkeypatch.setattr(Explainer, "explain", recording_explain)
-    service = ModelService(ServiceSettings(model_path=model_path, device="cpu"))
+    service = ModelService(service_settings(model_path))
     service.start()  # loads and warms up
     try:
         with ThreadPoolExecutor(4) as pool:
             predictions = list(pool.map(service.predict_bytes, png_pictures.values()))
-        image = decode_image(png_pictures["mod0"])
+        image = decode_image(png_pictures["mod0"], max_pixels=MAX_PIXELS)
         service.explain_image(image, predictions[0].label)
     finally:
         service.stop()

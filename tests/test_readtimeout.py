@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-import readtimeout
-from readtimeout import DeadlineSocket, ReadTimeoutWorker, worker_class
+from webapp import readtimeout
+from webapp.readtimeout import DeadlineSocket, ReadTimeoutWorker, worker_class
 
 
 @pytest.fixture

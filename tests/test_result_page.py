@@ -11,7 +11,7 @@ from flask import render_template_string
 from webapp.result_store import ResultStore
 from webapp.results import THUMBNAIL_SIDE, Result, top_bars
 
-from .pagehelpers import decode_data_url, hidden_value, image_src, result_page, upload
+from .support import decode_data_url, hidden_value, image_src, result_page, upload
 
 
 def meters(html: str) -> list[tuple[str, float]]:

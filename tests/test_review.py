@@ -15,9 +15,12 @@ from PIL import Image
 from sklearn.datasets import load_sample_images
 from werkzeug.serving import make_server
 
-import cleaning
-import review
-import server
+from classifier.errors import StartupError
+from formats import atomic
+from formats.labels import write_labels_csv
+from training import review
+from training.review.views import EXTENSION
+from webapp import server
 
 TOP_LOSSES = """\
 file,split,actual,predicted,probability,loss
@@ -130,7 +133,7 @@ def test_serve_listens_on_loopback_only(data_dir, reports_dir, monkeypatch):
     review.serve(data_dir, reports_dir, 5123)
     [(load_app, options)] = calls
     assert options == {"bind": "127.0.0.1:5123", "workers": 1, "threads": 4}
-    assert load_app().extensions["review"].state.data_dir == data_dir
+    assert load_app().extensions[EXTENSION].state.data_dir == data_dir
 
 
 @pytest.mark.parametrize(("break_it", "message"), [
@@ -151,7 +154,7 @@ def test_serve_listens_on_loopback_only(data_dir, reports_dir, monkeypatch):
 def test_startup_problem_is_one_sentence_saying_what_to_do(data_dir, reports_dir, break_it,
                                                            message):
     break_it(data_dir, reports_dir)
-    with pytest.raises(server.StartupError, match=re.escape(message)):
+    with pytest.raises(StartupError, match=re.escape(message)):
         review.create_review_app(data_dir, reports_dir)
 
 
@@ -256,7 +259,7 @@ def test_decisions_and_undo_survive_a_restart(make_client, data_dir):
 def test_existing_cleaned_csv_gives_the_starting_labels(make_client, data_dir):
     earlier = {**STARTING_LABELS, "mod/mod_3.jpg": "rocker"}
     del earlier["rocker/rocker_3.jpg"]
-    cleaning.atomic_write_text(data_dir / "cleaned.csv", cleaning.labels_csv_text(earlier))
+    write_labels_csv(data_dir / "cleaned.csv", earlier)
     client = make_client()
     decide(client, "mod/mod_0.jpg", "keep")
     assert read_cleaned(data_dir) == earlier
@@ -274,7 +277,7 @@ def test_failed_write_leaves_files_and_page_unchanged(client, data_dir, monkeypa
     def full_disk(source, target):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cleaning.os, "replace", full_disk)
+    monkeypatch.setattr(atomic.os, "replace", full_disk)
     with pytest.raises(OSError, match="No space left"):
         decide(client, "mod/mod_1.jpg", "delete")
     monkeypatch.undo()
@@ -426,7 +429,8 @@ def live_url(data_dir, reports_dir, monkeypatch):
     """The review app served on 127.0.0.1 by werkzeug in a background thread (tests only)."""
     # relative folders, as a user types them (and as the screenshot shows them)
     monkeypatch.chdir(data_dir.parent)
-    app = review.create_review_app(Path(data_dir.name), Path(reports_dir.name))
+    # TESTING lets Werkzeug's server serve it here; `train.py review` serves it with gunicorn
+    app = review.create_review_app(Path(data_dir.name), Path(reports_dir.name), {"TESTING": True})
     live = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=live.serve_forever, daemon=True)
     thread.start()

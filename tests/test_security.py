@@ -9,11 +9,11 @@ import secrets
 
 import pytest
 
-from application import create_app
-from server import StartupError
+from classifier.errors import StartupError
+from webapp import create_app
 
-from .conftest import read_csrf_token
 from .hostile import SVG, gif_html_polyglot
+from .support import read_csrf_token
 
 SITE_LOOK = ("brighton-seafront", "/bootstrap/static/css/bootstrap.min.css", "/static/site.css")
 LEAKS = ("Traceback", 'File "', "RuntimeError", "Werkzeug Debugger")

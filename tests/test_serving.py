@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
+import tempfile
 
 import pytest
 import requests
 import torch
 
-from .conftest import ROOT, free_port
+from .support import ROOT, free_port, wait_until
 
 
 def test_served_by_gunicorn_and_the_log_says_file_classes_device_and_time(live_server, model_path):
@@ -42,20 +42,24 @@ def test_gunicorn_serves_the_module_level_application(model_path, tmp_path):
 
 def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 60) -> dict:
     """Poll /healthz until it answers; fail if the process exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def health() -> dict | None:
         assert process.poll() is None, "the server exited early"
         try:
             return requests.get(f"{url}/healthz", timeout=1).json()
         except (requests.ConnectionError, requests.Timeout):
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer in {timeout} s")
+            return None
+
+    return wait_until(health, timeout, every=0.2, message=f"{url} did not answer in {timeout} s")
 
 
 def run_application(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    """Run `python application.py ARGS` to completion."""
-    return subprocess.run([sys.executable, str(ROOT / "application.py"), "--port", "0", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    """Run `python application.py ARGS` to completion (its secret key in a temporary folder)."""
+    with tempfile.TemporaryDirectory() as instance:
+        environment = {**os.environ, "SEAFRONT_INSTANCE_PATH": instance}
+        return subprocess.run([sys.executable, str(ROOT / "application.py"), "--port", "0",
+                               *args], cwd=ROOT, env=environment, capture_output=True, text=True,
+                              timeout=timeout)
 
 
 def test_a_broken_model_file_stops_start_up_with_one_sentence(tmp_path):

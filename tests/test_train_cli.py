@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 from urllib.error import URLError
 
@@ -194,8 +193,9 @@ def test_review_without_a_fit_report_exits_2_with_one_sentence(tmp_path, capsys)
 
 def test_review_starts_the_review_page_on_the_data_and_reports(monkeypatch, tmp_path):
     calls = []
-    fake_review = types.SimpleNamespace(serve=lambda *args: calls.append(args))
-    monkeypatch.setitem(sys.modules, "review", fake_review)
+    import training.review
+
+    monkeypatch.setattr(training.review, "serve", lambda *args: calls.append(args))
     status = train.main(["review", "--data", str(tmp_path), "--reports", "out", "--port", "5099"])
     assert status == 0
     assert calls == [(tmp_path, Path("out"), 5099)]

@@ -21,9 +21,10 @@ from PIL import Image
 
 import train
 import training.fit
-from application import create_app
-from review import create_review_app
 from training.demo import write_digits
+from training.review import create_review_app
+from training.review.views import EXTENSION
+from webapp import create_app
 
 DIGITS = ("0", "1", "7")
 PER_CLASS = 60
@@ -189,7 +190,7 @@ def test_export_pkl_needs_fastai_and_torch_but_not_the_training_code(fitted):
 
 def test_the_review_page_knows_every_file_of_top_losses_csv(fitted):
     app = create_review_app(fitted.data, fitted.reports)
-    review = app.extensions["review"]
+    review = app.extensions[EXTENSION]
     assert len(review.top_losses) == fitted.card["train_count"] + fitted.card["valid_count"]
     assert all(row.file in review.state.start_labels for row in review.top_losses)
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import LiveServer
 from .imagemaker import encode, make_picture
+from .support import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 

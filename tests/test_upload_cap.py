@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from application import create_app
+from webapp import create_app
 from webapp.uploads import save_capped
 
 

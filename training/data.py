@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -10,16 +9,12 @@ from pathlib import Path
 
 from fastai.data.block import CategoryBlock, DataBlock
 from fastai.data.core import DataLoaders
-from fastai.data.transforms import (
-    IndexSplitter,
-    ItemGetter,
-    TrainTestSplitter,
-    get_image_files,
-)
+from fastai.data.transforms import IndexSplitter, ItemGetter, TrainTestSplitter
 from fastai.vision.augment import RandomResizedCrop, Resize, aug_transforms
 from fastai.vision.data import ImageBlock
 from fastai.vision.utils import verify_images
 
+from formats.labels import LabelsError, labels_from_folders, read_labels_csv
 from training.errors import InputError
 
 # an item is a plain (absolute path, label) tuple, read with fastai's ItemGetter: the
@@ -51,12 +46,10 @@ class Split:
 
 
 def images_from_folders(root: Path) -> list[Item]:
-    """Every image under `root/<class>/`, labelled with its class folder's name."""
+    """Every image under `root/<class>/`, labelled by its top folder (formats.labels)."""
     _require_folder(root, "data folder")
-    items = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        items += [(path.absolute(), folder.name) for path in get_image_files(folder)]
-    return items
+    return [((root / fname).absolute(), label)
+            for fname, label in labels_from_folders(root).items()]
 
 
 def images_from_labels(root: Path, labels_file: Path) -> list[Item]:
@@ -67,24 +60,13 @@ def images_from_labels(root: Path, labels_file: Path) -> list[Item]:
             f"labels file {labels_file} not found: write it with `python train.py review "
             f"--data {root}` or leave out --labels to use the class folders"
         )
-    with labels_file.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if not {"fname", "label"} <= set(reader.fieldnames or []):
-            raise InputError(
-                f"{labels_file} has no fname,label header: the labels file needs the columns "
-                "fname and label, as the review page writes them"
-            )
-        rows = list(reader)
-    if not rows:
+    try:
+        labels = read_labels_csv(labels_file)
+    except LabelsError as error:
+        raise InputError(str(error)) from None
+    if not labels:
         raise InputError(f"{labels_file} lists no images: add rows of fname,label to it")
-    items = []
-    for line, row in enumerate(rows, start=2):
-        fname, label = (row.get("fname") or "").strip(), (row.get("label") or "").strip()
-        if not fname or not label:
-            raise InputError(
-                f"{labels_file} line {line} lacks a fname or a label: every row needs both"
-            )
-        items.append(((root / fname).absolute(), label))
+    items = [((root / fname).absolute(), label) for fname, label in labels.items()]
     missing = [path for path, _ in items if not path.is_file()]
     if missing:
         raise InputError(
@@ -99,14 +81,13 @@ def images_from_extras(folders: list[Path], classes: list[str]) -> list[Item]:
     items = []
     for root in folders:
         _require_folder(root, "extra folder")
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            images = get_image_files(folder)
-            if images and folder.name not in classes:
+        for fname, label in labels_from_folders(root).items():
+            if label not in classes:
                 raise InputError(
-                    f"{folder} is not one of the classes {', '.join(classes)}: "
+                    f"{root / label} is not one of the classes {', '.join(classes)}: "
                     "rename it after one of them or move it out of the way"
                 )
-            items += [(path.absolute(), folder.name) for path in images]
+            items.append(((root / fname).absolute(), label))
     return items
 
 

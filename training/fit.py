@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import fastai
 import torch
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
 
-from training.card import sha256_of, utc_now, write_json_atomically
+from formats.atomic import replace_atomically
+from formats.modelcard import ModelCard, sha256_of, utc_now, write_card
 from training.data import (
     LabelledImages,
     Split,
@@ -24,8 +23,8 @@ from training.data import (
     images_from_labels,
     split_images,
 )
-from training.model import build_learner, find_learning_rates, train_stages
-from training.report import Evaluation, LossCurves, save_figure, write_reports
+from training.learner import build_learner, find_learning_rates, train_stages
+from training.reports import Evaluation, LossCurves, save_figure, write_reports
 
 
 @dataclass
@@ -64,7 +63,7 @@ class FitResult:
     """What `fit_and_export` leaves behind, with the learner as it was at the end of training."""
 
     learner: Learner
-    card: dict[str, Any]
+    card: ModelCard
     export_path: Path
     card_path: Path
 
@@ -118,15 +117,13 @@ def fit_and_export(options: DataOptions, fit: FitOptions) -> FitResult:
     evaluation, report_paths = write_reports(learn, prepared.images, prepared.split, fit.reports)
     report_paths["losses"] = str(losses_plot)
     fit.models.mkdir(parents=True, exist_ok=True)
-    export_path, card_path = fit.models / "export.pkl", fit.models / "export.json"
-    # export next to the target and rename: a running app never reads half a file
-    partial = export_path.with_name("export.pkl.partial")
+    export_path = fit.models / "export.pkl"
     learn.path = fit.models  # the scratch folder is gone; don't pickle a dangling path
-    learn.export(partial.absolute())
-    os.replace(partial, export_path)
+    # a running app never reads half a file: the export appears in one step
+    replace_atomically(export_path, lambda partial: learn.export(partial.absolute()))
     card = _model_card(options, fit, prepared, evaluation, report_paths, lr_max, export_path)
-    write_json_atomically(card_path, card)
-    return FitResult(learn, card, export_path, card_path)
+    written = write_card(export_path, card)
+    return FitResult(learn, card, export_path, written)
 
 
 def _model_card(
@@ -137,30 +134,30 @@ def _model_card(
     report_paths: dict[str, str],
     lr_max: tuple[float, float],
     export_path: Path,
-) -> dict[str, Any]:
-    return {
-        "name": fit.name or options.data.absolute().name,
-        "classes": list(prepared.learner.dls.vocab),
-        "architecture": options.arch,
-        "pretrained": options.pretrained,
-        "image_size": options.size,
-        "train_count": len(prepared.split.train),
-        "valid_count": len(prepared.split.valid),
-        "error_rate": round(1 - evaluation.accuracy, 6),
-        "accuracy": round(evaluation.accuracy, 6),
-        "per_class_accuracy": {
+) -> ModelCard:
+    return ModelCard(
+        name=fit.name or options.data.absolute().name,
+        classes=[str(label) for label in prepared.learner.dls.vocab],
+        architecture=options.arch,
+        pretrained=options.pretrained,
+        image_size=options.size,
+        train_count=len(prepared.split.train),
+        valid_count=len(prepared.split.valid),
+        error_rate=round(1 - evaluation.accuracy, 6),
+        accuracy=round(evaluation.accuracy, 6),
+        per_class_accuracy={
             name: round(value, 6) for name, value in evaluation.per_class_accuracy.items()
         },
-        "epochs": {"frozen": fit.epochs, "unfrozen": fit.unfreeze_epochs},
-        "learning_rates": {
+        epochs={"frozen": fit.epochs, "unfrozen": fit.unfreeze_epochs},
+        learning_rates={
             "frozen": fit.lr,
             "unfrozen": list(lr_max) if fit.unfreeze_epochs else None,
         },
-        "fastai_version": fastai.__version__,
-        "torch_version": torch.__version__,
-        "created": utc_now(),
-        "sha256": sha256_of(export_path),
-        "demo": fit.demo,
-        "data": str(options.data),
-        "reports": report_paths,
-    }
+        fastai_version=fastai.__version__,
+        torch_version=torch.__version__,
+        created=utc_now(),
+        sha256=sha256_of(export_path),
+        demo=fit.demo,
+        data=str(options.data),
+        reports=report_paths,
+    )

@@ -1,1 +1,57 @@
-"""The Flask side of the app: one module per concern, each wired in by its `init_app(app)`."""
+"""The web layer: the Flask app factory. Each concern is a module wired in by its `init_app(app)`
+or its blueprint; nothing heavy is imported until an app is built."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from .settings import ENV_PREFIX, FIXED_CONFIG, defaults
+
+# the project's folder: templates/, static/ and the default models/, uploads/ and instance/
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: the settings table, then SEAFRONT_* environment variables, then `config`."""
+    # imported here so that `import webapp` (the gunicorn master, --help) loads no model code
+    from flask_bootstrap import Bootstrap5
+    from flask_wtf import CSRFProtect
+
+    from . import (
+        classify,
+        errors,
+        explain,
+        feedback,
+        health,
+        model_card,
+        openapi,
+        result_store,
+        secret,
+        security,
+        service,
+    )
+
+    config = config or {}
+    instance_path = (config.get("INSTANCE_PATH") or os.environ.get(f"{ENV_PREFIX}_INSTANCE_PATH")
+                     or defaults()["INSTANCE_PATH"])
+    app = Flask(__name__, root_path=str(ROOT), instance_path=str((ROOT / instance_path).resolve()),
+                instance_relative_config=True)
+    app.config.from_mapping({**FIXED_CONFIG, **defaults()})
+    app.config.from_prefixed_env(ENV_PREFIX)
+    app.config.from_mapping(config)
+    security.init_app(app)
+    secret.init_app(app)
+    Bootstrap5(app)
+    csrf = CSRFProtect(app)
+    errors.init_app(app)
+    service.init_app(app)
+    result_store.init_app(app)
+    for blueprint in (classify.bp, classify.api, health.bp, explain.bp, feedback.bp,
+                      model_card.bp, openapi.bp):
+        app.register_blueprint(blueprint)
+    csrf.exempt(classify.api)  # the JSON API uses no cookies, so there is nothing to forge
+    return app

@@ -1,4 +1,13 @@
-"""Error responses: JSON under /api/, a page in the site's look elsewhere, never a traceback."""
+"""The one error policy of the web layer.
+
+- Statuses: every error the model layer (classifier/errors.py) or the web layer raises on
+  purpose maps to one HTTP status here, in `STATUSES`, and nowhere else.
+- JSON or page: one rule, `wants_json()`. API paths and clients that ask for JSON (the page's
+  script sends `Accept: application/json`) get `{"error": sentence}`; browsers get a page in the
+  site's look with the same sentence.
+- Never a traceback: anything unexpected is logged with its traceback and answered 500 with a
+  sentence.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +17,33 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import ClientDisconnected, HTTPException, InternalServerError
 
+from classifier.errors import (
+    DeadlineExceededError,
+    ExplainError,
+    ImageError,
+    ImageTooLargeError,
+    NoModelError,
+    UnsupportedImageError,
+)
+
 log = logging.getLogger(__name__)
+
+
+class RequestError(ValueError):
+    """A request the web layer itself refuses (400); the message says what to send instead."""
+
+
+# the first class in an error's MRO that is listed here gives its status
+STATUSES: dict[type[Exception], int] = {
+    ImageTooLargeError: 413,
+    UnsupportedImageError: 415,
+    ImageError: 400,  # empty, unreadable, damaged, or no file at all (webapp.uploads.NoFileError)
+    RequestError: 400,
+    ExplainError: 501,
+    NoModelError: 503,
+    DeadlineExceededError: 504,
+}
+HANDLED = tuple(STATUSES)
 
 SENTENCES = {
     400: "The request could not be understood. Go back to the form and try again.",
@@ -19,9 +54,28 @@ SENTENCES = {
 }
 
 
-def _wants_json() -> bool:
-    """API clients get JSON; browsers get a page."""
-    return request.path.startswith("/api/")
+def status_of(error: Exception) -> int:
+    """The HTTP status for an error raised on purpose (500 for anything else)."""
+    for kind in type(error).__mro__:
+        if kind in STATUSES:
+            return STATUSES[kind]
+    return 500
+
+
+def wants_json() -> bool:
+    """API clients and the page's script get JSON; browsers get a page."""
+    if request.path.startswith("/api/"):
+        return True
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == (
+        "application/json")
+
+
+def error_response(sentence: str, status: int, headers: list[tuple[str, str]] | None = None):
+    """`sentence` as JSON or as a page, by the one rule above."""
+    if wants_json():
+        return jsonify(error=sentence), status, headers or []
+    page = render_template("error.html", code=status, sentence=sentence)
+    return page, status, headers or []
 
 
 def _sentence(error: HTTPException) -> str:
@@ -37,10 +91,10 @@ def _sentence(error: HTTPException) -> str:
                 "slow): send the photo again.")
     limit = request.max_content_length or 0
     template = SENTENCES.get(error.code or 500, error.description or SENTENCES[500])
-    return template.format(limit=_size(limit))
+    return template.format(limit=size_in_words(limit))
 
 
-def _size(limit: int) -> str:
+def size_in_words(limit: int) -> str:
     """A byte count as people read it: 20 MB, 500 kB, 900 bytes."""
     if limit >= 1024 * 1024:
         return f"{limit / (1024 * 1024):.0f} MB"
@@ -49,18 +103,15 @@ def _size(limit: int) -> str:
     return f"{limit} bytes"
 
 
-def _headers(error: HTTPException) -> list[tuple[str, str]]:
-    """The headers the error itself calls for, e.g. Allow on a 405."""
-    return [(name, value) for name, value in error.get_headers() if name != "Content-Type"]
-
-
 def handle_http_error(error: HTTPException):
-    """Render any HTTP error as JSON or as a page."""
-    sentence = _sentence(error)
-    if _wants_json():
-        return jsonify(error=sentence), error.code, _headers(error)
-    page = render_template("error.html", code=error.code, sentence=sentence)
-    return page, error.code, _headers(error)
+    """Render any HTTP error (404, 405, 413, a CSRF failure...) as JSON or as a page."""
+    headers = [(name, value) for name, value in error.get_headers() if name != "Content-Type"]
+    return error_response(_sentence(error), error.code or 500, headers)
+
+
+def handle_raised(error: Exception):
+    """An error raised on purpose: its own sentence, with the status STATUSES gives it."""
+    return error_response(str(error), status_of(error))
 
 
 def handle_unexpected(error: Exception):
@@ -72,4 +123,6 @@ def handle_unexpected(error: Exception):
 def init_app(app: Flask) -> None:
     """Register the handlers."""
     app.register_error_handler(HTTPException, handle_http_error)
+    for kind in HANDLED:
+        app.register_error_handler(kind, handle_raised)
     app.register_error_handler(Exception, handle_unexpected)

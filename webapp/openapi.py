@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from classifier.images import ACCEPTED_NAMES
+from classifier.decode import ACCEPTED_NAMES
 
 bp = Blueprint("openapi", __name__)
 

@@ -23,6 +23,8 @@ EXTENSION = "seafront.results"
 SESSION_IDS = "result_ids"  # the user's recent results, newest last
 SESSION_SHOW = "result_show"  # the result the next page view shows
 IDS_PER_SESSION = 8
+GONE = ("That photo is no longer kept in memory (results are kept for a few minutes): "
+        "upload it again, then press the button.")
 
 
 class ResultStore:

@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from classifier import Prediction
+from classifier.predictor import Prediction
 
-from .model import get_service
-from .predict import predict_upload_image
+from .service import get_service
 
 THUMBNAIL_SIDE = 480  # sharp enough for a phone screen's width, ~40 kB as a JPEG
 PHOTO_SIDE = 1024  # the copy kept in memory for "why?" and feedback, and saved as feedback
@@ -114,14 +113,3 @@ def heat_map_url(image: Image.Image, label: str) -> str:
 def open_photo(result: Result) -> Image.Image:
     """The photo a result keeps in memory, decoded."""
     return Image.open(io.BytesIO(result.photo)).convert("RGB")
-
-
-def answer_with_pictures(data: bytes, thumbnail: bool, explain: bool) -> dict:
-    """The API's answer for uploaded bytes, with the thumbnail and/or heat map as data: URLs."""
-    prediction, image = predict_upload_image(data)
-    answer = prediction.as_dict()
-    if thumbnail:
-        answer["thumbnail"] = data_url(shrunk(image, THUMBNAIL_SIDE))
-    if explain:
-        answer["heatmap"] = heat_map_url(image, prediction.label)
-    return answer

@@ -7,7 +7,7 @@ from typing import NoReturn
 
 from flask import Flask, Response, abort, current_app, request
 
-from server import StartupError
+from classifier.errors import StartupError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from flask import current_app, request
 from PIL import Image
 
-from classifier import ImageError
+from classifier.errors import ImageError
+from formats.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 _rotation_lock = threading.Lock()  # one rotation at a time in this process
@@ -57,8 +58,8 @@ def save_capped(folder: Path, data: bytes, extension: str, max_files: int | None
     bytes, by default the app's UPLOADS_MAX_FILES and UPLOADS_MAX_BYTES; the newest file always
     stays. With `cap_root` (a folder above `folder`, e.g. uploads/feedback for
     uploads/feedback/<label>), the caps count and rotate every file under `cap_root` instead.
-    Safe from many threads and processes: files appear complete (written under a hidden name,
-    then renamed), and a file another process has already rotated out is skipped.
+    Safe from many threads and processes: files appear complete (formats.atomic: written under
+    a hidden name, then renamed), and a file another process has already rotated out is skipped.
     """
     if max_files is None:
         max_files = int(current_app.config["UPLOADS_MAX_FILES"])
@@ -66,14 +67,7 @@ def save_capped(folder: Path, data: bytes, extension: str, max_files: int | None
         max_bytes = int(current_app.config["UPLOADS_MAX_BYTES"])
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{uuid.uuid4().hex}.{extension.lower().lstrip('.')}"
-    partial, path = folder / f".{name}.part", folder / name
-    try:
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    except OSError:
-        partial.unlink(missing_ok=True)
-        raise
+    path = write_atomically(folder / f"{uuid.uuid4().hex}.{extension.lower().lstrip('.')}", data)
     with _rotation_lock:
         _rotate(Path(cap_root) if cap_root else folder, keep=path, max_files=max_files,
                 max_bytes=max_bytes, recursive=cap_root is not None)

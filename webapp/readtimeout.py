@@ -102,7 +102,7 @@ class DeadlineSocket(socket.socket):
 class ReadTimeoutWorker(ThreadWorker):
     """gunicorn's gthread worker, with a DeadlineSocket for every client connection.
 
-    `gunicorn -k readtimeout.ReadTimeoutWorker` takes the timeout from SEAFRONT_READ_TIMEOUT.
+    `gunicorn -k webapp.readtimeout.ReadTimeoutWorker` takes the timeout from SEAFRONT_READ_TIMEOUT.
     """
 
     read_timeout = float(os.environ.get("SEAFRONT_READ_TIMEOUT", DEFAULT_READ_TIMEOUT))

@@ -1,16 +1,13 @@
-"""Local review page: relabel or delete the images the model got most wrong (`train.py review`)."""
+"""The review page's routes: the cards, an image, a decision, and applying the deletions."""
 
 from __future__ import annotations
 
-import logging
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flask import (
     Blueprint,
-    Flask,
     abort,
     current_app,
     flash,
@@ -20,19 +17,19 @@ from flask import (
     send_file,
     url_for,
 )
-from flask_bootstrap import Bootstrap5
 from flask_wtf import FlaskForm
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 from wtforms import BooleanField, HiddenField, SelectMultipleField, StringField
 from wtforms.validators import AnyOf, DataRequired, InputRequired
 
-import server
-from cleaning import ACTIONS, LabelsError, ReviewState, TopLoss, read_top_losses, resolve_inside
+from formats.labels import TopLoss
+
+from .state import ACTIONS, ReviewState, resolve_inside
 
 SPLITS = ("train", "valid")
-log = logging.getLogger(__name__)
+EXTENSION = "seafront.review"
 bp = Blueprint("review", __name__)
 
 
@@ -60,46 +57,8 @@ class ApplyDeletionsForm(FlaskForm):
     confirm = BooleanField(validators=[DataRequired("Tick the box to confirm the deletion.")])
 
 
-def create_review_app(data_dir: Path, reports_dir: Path, config: dict | None = None) -> Flask:
-    """The review page for the images of `data_dir` and `reports_dir`/top_losses.csv."""
-    app = Flask(__name__)
-    # a fresh key per start is enough: sessions only carry flash messages and CSRF tokens
-    app.config.from_mapping(SECRET_KEY=secrets.token_hex(32), BOOTSTRAP_SERVE_LOCAL=True,
-                            REVIEW_PAGE_SIZE=48, MAX_CONTENT_LENGTH=1024 * 1024)
-    app.config.from_prefixed_env("SEAFRONT")
-    app.config.update(config or {})
-    try:
-        state = ReviewState.load(Path(data_dir))
-        top_losses = read_top_losses(Path(reports_dir) / "top_losses.csv")
-    except (LabelsError, OSError) as error:
-        raise server.StartupError(str(error)) from None
-    unknown = sum(row.file not in state.start_labels for row in top_losses)
-    if top_losses and unknown == len(top_losses):
-        raise server.StartupError(
-            f"none of the files in {reports_dir}/top_losses.csv is an image of {data_dir}: "
-            f"run `python train.py fit --data {data_dir}` to write the report for this folder"
-        )
-    if unknown:
-        log.warning("%d row(s) of top_losses.csv name files no longer in %s", unknown, data_dir)
-    classes = sorted({*state.start_labels.values(), *(row.actual for row in top_losses),
-                      *(row.predicted for row in top_losses)})
-    app.extensions["review"] = Review(state, top_losses, classes)
-    Bootstrap5(app)
-    CSRFProtect(app)
-    app.register_blueprint(bp)
-    return app
-
-
-def serve(data_dir: Path, reports_dir: Path, port: int) -> None:
-    """Serve the review page on 127.0.0.1:`port` (never other interfaces) until interrupted."""
-    # built here rather than in the worker so that a bad DIR is a StartupError for the CLI
-    app = create_review_app(data_dir, reports_dir)
-    log.info("review page for %s: http://127.0.0.1:%d/", data_dir, port)
-    server.serve(lambda: app, {"bind": f"127.0.0.1:{port}", "workers": 1, "threads": 4})
-
-
 def _review() -> Review:
-    return current_app.extensions["review"]
+    return current_app.extensions[EXTENSION]
 
 
 def _filters() -> dict[str, Any]:
@@ -145,7 +104,7 @@ def index() -> str:
     size = current_app.config["REVIEW_PAGE_SIZE"]
     first = ((filters["page"] or 1) - 1) * size
     return render_template(
-        "review/index.html", review=review, filters=filters, cards=cards[first:first + size],
+        "index.html", review=review, filters=filters, cards=cards[first:first + size],
         pages=max(-(-len(cards) // size), 1), matching=len(cards), splits=SPLITS,
         labels=review.state.current_labels(), marked=review.state.marked_for_deletion(),
     )
@@ -183,9 +142,9 @@ def deletions() -> Response | tuple[str, int] | str:
     form.files.choices = state.marked_for_deletion()
     if request.method == "GET":
         form.files.data = form.files.choices  # all ticked to start with
-        return render_template("review/deletions.html", form=form)
+        return render_template("deletions.html", form=form)
     if not form.validate():
-        return render_template("review/deletions.html", form=form), 400
+        return render_template("deletions.html", form=form), 400
     try:
         deleted = state.apply_deletions(form.files.data)
     except ValueError as error:  # a decisions file edited to name a path outside DIR
@@ -200,4 +159,4 @@ def bad_request(error: BadRequest) -> tuple[str, int]:
     message = error.description
     if isinstance(error, CSRFError):
         message = f"{error.description} Reload the page and try again."
-    return render_template("review/error.html", message=message), 400
+    return render_template("error.html", message=message), 400

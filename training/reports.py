@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +11,8 @@ import torch
 from fastai.interpret import ClassificationInterpretation
 from fastai.learner import Learner
 
+from formats.labels import TOP_LOSSES_FILE, TopLoss, write_top_losses
 from training.data import LabelledImages, Split
-
-TOP_LOSSES_COLUMNS = ["file", "split", "actual", "predicted", "probability", "loss"]
 
 
 @dataclass
@@ -70,19 +68,18 @@ def write_reports(
     if own_train:
         train = _predictions(learn, learn.dls.test_dl(own_train, with_labels=True))
         rows += _top_loss_rows(learn, train, "train", images.root)
-    rows.sort(key=lambda row: row["loss"], reverse=True)
 
     paths = {
         "confusion_matrix": reports / "confusion_matrix.png",
         "top_losses": reports / "top_losses.png",
-        "top_losses_csv": reports / "top_losses.csv",
+        "top_losses_csv": reports / TOP_LOSSES_FILE,
     }
     interp = ClassificationInterpretation(learn, valid.dl, valid.losses)
     interp.plot_confusion_matrix(figsize=(4, 4))
     save_figure(paths["confusion_matrix"])
     interp.plot_top_losses(min(9, len(valid.losses)), figsize=(8, 8))
     save_figure(paths["top_losses"])
-    _write_csv(paths["top_losses_csv"], rows)
+    write_top_losses(paths["top_losses_csv"], rows)
     return _evaluate(valid, learn.dls.vocab), {name: str(path) for name, path in paths.items()}
 
 
@@ -102,30 +99,23 @@ def _predictions(learn: Learner, dl) -> _Predictions:
     return _Predictions(dl, probabilities, targets, decoded, losses)
 
 
-def _top_loss_rows(learn: Learner, preds: _Predictions, split: str, root: Path) -> list[dict]:
+def _top_loss_rows(learn: Learner, preds: _Predictions, split: str, root: Path) -> list[TopLoss]:
     vocab = learn.dls.vocab
     rows = []
     for (path, _), target, decoded, probabilities, loss in zip(
         preds.dl.items, preds.targets, preds.decoded, preds.probabilities, preds.losses,
         strict=True,
     ):
-        rows.append({
+        rows.append(TopLoss(
             # relative to the data folder, the way the review page and cleaned.csv name files
-            "file": Path(os.path.relpath(path, root.absolute())).as_posix(),
-            "split": split,
-            "actual": vocab[int(target)],
-            "predicted": vocab[int(decoded)],
-            "probability": round(float(probabilities[int(decoded)]), 6),
-            "loss": round(float(loss), 6),
-        })
+            file=Path(os.path.relpath(path, root.absolute())).as_posix(),
+            split=split,
+            actual=vocab[int(target)],
+            predicted=vocab[int(decoded)],
+            probability=round(float(probabilities[int(decoded)]), 6),
+            loss=round(float(loss), 6),
+        ))
     return rows
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=TOP_LOSSES_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _evaluate(valid: _Predictions, vocab) -> Evaluation:

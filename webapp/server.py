@@ -9,13 +9,11 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.errors import AppImportError
 
-import readtimeout
+from classifier.errors import StartupError
+
+from . import readtimeout
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
-
-
-class StartupError(Exception):
-    """A start-up problem the user can fix; its message says what happened and what to do."""
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -49,7 +47,7 @@ def serve(load_app: Callable[[], Any], options: dict[str, Any]) -> None:
     """Run gunicorn here with `options` (gunicorn setting names) and the app from `load_app`.
 
     One option is ours: `read_timeout`, the seconds a request (headers and body) may take to
-    arrive before its thread gives up on it (see readtimeout.py).
+    arrive before its thread gives up on it (see webapp/readtimeout.py).
     """
     options = dict(options)
     read_timeout = float(options.pop("read_timeout", readtimeout.ReadTimeoutWorker.read_timeout))

@@ -1,32 +1,31 @@
-"""A data folder's labels and the review decisions on them: cleaned.csv, review_decisions.json."""
+"""The review of a data folder: its starting labels and the decisions on them.
+
+Saved as DIR/review_decisions.json (this module owns that file) and, after every decision, as
+DIR/cleaned.csv (written through formats.labels, which owns that format).
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-# the same functions training labels a folder with, so the review starts from exactly the
-# labels `train.py fit` saw
-from fastai.data.transforms import get_image_files, parent_label
+from formats.atomic import write_atomically
+from formats.labels import (
+    LABELS_FILE,
+    LabelsError,
+    labels_from_folders,
+    read_labels_csv,
+    write_labels_csv,
+)
 
-LABELS_FILE = "cleaned.csv"
 DECISIONS_FILE = "review_decisions.json"
 DECISIONS_FORMAT = 1
 ACTIONS = ("keep", "relabel", "delete")
-TOP_LOSSES_COLUMNS = ("file", "split", "actual", "predicted", "probability", "loss")
 
 log = logging.getLogger(__name__)
-
-
-class LabelsError(ValueError):
-    """A labels, decisions or report file that cannot be used; the message says how to fix it."""
 
 
 def resolve_inside(folder: Path, relative: str) -> Path:
@@ -39,86 +38,6 @@ def resolve_inside(folder: Path, relative: str) -> Path:
     if path == root or not path.is_relative_to(root):
         raise ValueError(f"{relative!r} is not a file inside {folder}")
     return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step, so a reader never sees half a file."""
-    # the standard library has no atomic write: a temporary file in the same folder (same file
-    # system) followed by os.replace is the documented POSIX and Windows way
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; cleaned.csv is no secret
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def labels_from_folders(data_dir: Path) -> dict[str, str]:
-    """Every image under `data_dir` labelled by its folder, as `train.py fit` labels them."""
-    return {
-        path.relative_to(data_dir).as_posix(): parent_label(path)
-        for path in get_image_files(data_dir)
-    }
-
-
-def read_labels_csv(path: Path) -> dict[str, str]:
-    """The `fname,label` rows of a cleaned.csv as a mapping."""
-    with path.open(newline="", encoding="utf-8") as file:
-        reader = csv.DictReader(file)
-        if not {"fname", "label"} <= set(reader.fieldnames or ()):
-            raise LabelsError(
-                f"{path} has no fname,label header: fix it, or delete it to start from the "
-                "class folders"
-            )
-        return {row["fname"]: row["label"] for row in reader}
-
-
-def labels_csv_text(labels: dict[str, str]) -> str:
-    """`labels` as cleaned.csv text, sorted by file name so that diffs stay small."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["fname", "label"])
-    writer.writerows(sorted(labels.items()))
-    return out.getvalue()
-
-
-@dataclass(frozen=True)
-class TopLoss:
-    """One row of reports/top_losses.csv: an image the model got wrong or nearly wrong."""
-
-    file: str
-    split: str
-    actual: str
-    predicted: str
-    probability: float
-    loss: float
-
-
-def read_top_losses(path: Path) -> list[TopLoss]:
-    """The rows of `path` (reports/top_losses.csv) in file order, highest loss first."""
-    fix = "run `python train.py fit --data DIR` to write it again"
-    if not path.is_file():
-        raise LabelsError(f"{path} not found: {fix}")
-    with path.open(newline="", encoding="utf-8") as file:
-        reader = csv.DictReader(file)
-        if not set(TOP_LOSSES_COLUMNS) <= set(reader.fieldnames or ()):
-            raise LabelsError(f"{path} lacks the columns {','.join(TOP_LOSSES_COLUMNS)}: {fix}")
-        try:
-            return [
-                TopLoss(
-                    file=row["file"], split=row["split"], actual=row["actual"],
-                    predicted=row["predicted"], probability=float(row["probability"]),
-                    loss=float(row["loss"]),
-                )
-                for row in reader
-            ]
-        except ValueError as error:
-            raise LabelsError(f"{path} line {reader.line_num}: {error}: {fix}") from None
 
 
 @dataclass(frozen=True)
@@ -242,7 +161,7 @@ class ReviewState:
         """Write cleaned.csv and the decisions file for `decisions`, then make them current."""
         # memory changes last, so that a failed write leaves page, files and memory as they were
         labels = self.current_labels(decisions)
-        atomic_write_text(self.data_dir / LABELS_FILE, labels_csv_text(labels))
+        write_labels_csv(self.data_dir / LABELS_FILE, labels)
         saved = {
             "format": DECISIONS_FORMAT,
             "decisions": {
@@ -251,5 +170,5 @@ class ReviewState:
             },
             "start_labels": dict(sorted(self.start_labels.items())),
         }
-        atomic_write_text(self.data_dir / DECISIONS_FILE, json.dumps(saved, indent=1) + "\n")
+        write_atomically(self.data_dir / DECISIONS_FILE, json.dumps(saved, indent=1) + "\n")
         self.decisions = decisions

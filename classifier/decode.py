@@ -7,37 +7,17 @@ import io
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import (
+    EmptyImageError,
+    ImageTooLargeError,
+    UnreadableImageError,
+    UnsupportedImageError,
+)
+
 # MPO is the multi-picture JPEG many phone cameras write; Pillow reports it as its own format.
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
 ACCEPTED_NAMES = "JPEG, PNG, WebP, GIF, BMP or TIFF"
-DEFAULT_MAX_PIXELS = 50_000_000  # a 48-megapixel phone photo fits; a decompression bomb does not
 HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
-
-
-class ImageError(ValueError):
-    """An upload that cannot be classified; `status` is the HTTP status that fits."""
-
-    status = 400
-
-
-class EmptyImageError(ImageError):
-    """No bytes were sent."""
-
-
-class UnreadableImageError(ImageError):
-    """The bytes are not an image Pillow can read, or the image is corrupt or truncated."""
-
-
-class UnsupportedImageError(ImageError):
-    """The bytes are an image, but in a format we do not accept."""
-
-    status = 415
-
-
-class ImageTooLargeError(ImageError):
-    """The image's dimensions exceed the pixel limit (a decompression bomb, or just too big)."""
-
-    status = 413
 
 
 def _open(data: bytes) -> Image.Image:
@@ -74,10 +54,9 @@ def _upright(image: Image.Image) -> Image.Image:
         return image
 
 
-def decode_image(
-    data: bytes, draft_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> Image.Image:
-    """Decode `data` to an upright RGB image; JPEGs at reduced scale when `draft_size` allows.
+def decode_image(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> Image.Image:
+    """Decode `data` to an upright RGB image of at most `max_pixels` (SEAFRONT_MAX_PIXELS); JPEGs
+    at reduced scale when `draft_size` allows.
 
     Raises an ImageError subclass, whose message is a sentence for the user, on anything else.
     """

@@ -1,0 +1,191 @@
+"""Helpers shared by the tests and bench/: a live server, waiting, free ports, CSRF tokens, the
+page without JavaScript, a fake CUDA query and the app's settings. No fixtures here: those are
+in conftest.py, and no test imports from conftest or from another test file."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+from PIL import Image
+
+from webapp import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_PIXELS: int = settings.default("MAX_PIXELS")
+# the tiny model exported again with other class names (CategoryMap sorts: "mod" becomes "punk",
+# "rocker" "teddy"): a different model to swap in
+RENAMED_CLASSES = ["punk", "teddy"]
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 20, every: float = 0.05,
+               message: str | Callable[[], str] = "the condition never held") -> T:
+    """Call `condition` until it returns something truthy, and return that; AssertionError with
+    `message` (a string, or a function that makes one) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(message() if callable(message) else message)
+        time.sleep(every)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def service_settings(model_path: Path, **overrides: Any):
+    """The model layer's ServiceSettings for `model_path`: the app's defaults, on the CPU, with
+    `overrides` (ServiceSettings field names, e.g. model_reload_interval=0.1)."""
+    config = {"MODEL_PATH": str(model_path), "DEVICE": "cpu",
+              **{name.upper(): value for name, value in overrides.items()}}
+    return settings.service_settings(config)
+
+
+def read_csrf_token(html: str) -> str:
+    """The CSRF token of the form in a page."""
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+class LiveServer:
+    """`python application.py` in a subprocess, as the README starts it.
+
+    Its instance folder (the secret key) is in `workdir`, never in the checkout.
+    """
+
+    def __init__(self, model: Path, workdir: Path, *args: str, env: dict | None = None,
+                 port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "server.log"
+        environment = {**os.environ, "SEAFRONT_INSTANCE_PATH": str(workdir / "instance"),
+                       "PYTHONUNBUFFERED": "1", **(env or {})}
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "application.py"), "--port", str(self.port),
+             "--model", str(model), *args],
+            cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60) -> LiveServer:
+        """Block until /healthz answers, or fail with the server's log."""
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log()}")
+            try:
+                return requests.get(f"{self.url}/healthz", timeout=1).ok
+            except (requests.ConnectionError, requests.Timeout):
+                return False
+
+        wait_until(ready, timeout, every=0.2,
+                   message=lambda: f"server not ready after {timeout} s:\n{self.log()}")
+        return self
+
+    def log(self) -> str:
+        """What the server has logged so far."""
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        """Stop gunicorn and its workers."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+# --- the page without JavaScript ------------------------------------------------------------
+
+DATA_URL = re.compile(r'data:image/jpeg;base64,([A-Za-z0-9+/=]+)')
+
+
+def upload(client, data: bytes, field: str = "file", filename: str = "photo.png"):
+    """Read the page's CSRF token and post the form with `data` in `field`."""
+    token = read_csrf_token(client.get("/").get_data(as_text=True))
+    return client.post("/", data={"csrf_token": token, field: (io.BytesIO(data), filename)},
+                       content_type="multipart/form-data")
+
+
+def result_page(client, data: bytes) -> str:
+    """Upload `data` and follow the redirect: the page that shows the result."""
+    answer = upload(client, data)
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    return client.get("/").get_data(as_text=True)
+
+
+def hidden_value(html: str, name: str) -> str:
+    """The value of the first hidden input called `name` (as the page renders it)."""
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert match, f"no hidden input {name!r} in the page"
+    return match.group(1)
+
+
+def decode_data_url(url: str) -> Image.Image:
+    """The picture inside a JPEG data: URL."""
+    match = DATA_URL.fullmatch(url)
+    assert match, f"not a JPEG data: URL: {url[:40]}..."
+    return Image.open(io.BytesIO(base64.b64decode(match.group(1))))
+
+
+def image_src(html: str, css_class: str) -> str | None:
+    """The src of the first <img> with `css_class`, or None when it has none."""
+    tag = re.search(rf'<img class="{css_class}[^"]*"[^>]*>', html)
+    assert tag, f"no <img class={css_class!r}> in the page"
+    src = re.search(r'src="([^"]+)"', tag.group(0))
+    return src.group(1) if src else None
+
+
+# --- a fake torch.cuda ------------------------------------------------------------------------
+
+TORCH_2_14_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]
+
+
+class FakeCudaQuery:
+    """Stands in for torch.cuda: a list of (name, capability) GPUs and the build's arch list."""
+
+    def __init__(self, gpus: list[tuple[str, tuple[int, int]]], archs=TORCH_2_14_ARCHS):
+        self.gpus, self.archs = gpus, archs
+
+    def device_count(self):
+        """How many GPUs the fake has."""
+        return len(self.gpus)
+
+    def name(self, index):
+        """GPU `index`'s name."""
+        return self.gpus[index][0]
+
+    def capability(self, index):
+        """GPU `index`'s compute capability."""
+        return self.gpus[index][1]
+
+    def arch_list(self):
+        """The fake build's architectures."""
+        return self.archs
+
+
+NO_GPU: list = []
+TESLA_M60 = [("Tesla M60", (5, 2))]
+TESLA_T4 = [("Tesla T4", (7, 5))]
+H100 = [("NVIDIA H100", (9, 0))]
+TWO_A10G = [("NVIDIA A10G", (8, 6)), ("NVIDIA A10G", (8, 6))]

@@ -1,0 +1,296 @@
+"""Train an image classifier from URL lists or class folders: fast.ai lesson 2 as a command line.
+
+    python train.py download mods.csv rockers.csv --dest data/brighton_seafront
+    python train.py lr-find --data data/brighton_seafront
+    python train.py fit --data data/brighton_seafront --lr 2e-3
+    python train.py review --data data/brighton_seafront
+    python train.py fit --data data/brighton_seafront --labels data/brighton_seafront/cleaned.csv
+    python train.py demo
+
+Bad input ends in one sentence on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from training.errors import InputError
+
+if TYPE_CHECKING:
+    from training.fit import DataOptions, FitResult
+
+# the fast, pure-Python parts load here; fastai and torch load inside the handlers so that
+# `--help` and argument errors answer at once
+
+# torch's OpenMP threads spin while they wait; on a CPU shared with other jobs that spinning
+# made training 5x slower here (lr-find: 128 s instead of 24 s). Sleeping waiters cost little
+# when the CPU is free. Read once, when torch loads; set the variable yourself to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number of at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number of at least 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1, e.g. 0.2")
+    return value
+
+
+def learning_rate(text: str) -> float:
+    """An argparse type: a positive learning rate such as 2e-3."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive learning rate, e.g. 2e-3")
+    return value
+
+
+def learning_rate_range(text: str) -> tuple[float, float]:
+    """An argparse type: `LO:HI`, the learning rates of the first and last layer groups."""
+    low, colon, high = text.partition(":")
+    if not colon:
+        raise argparse.ArgumentTypeError(f"{text} is not LO:HI, e.g. 1e-4:1e-3")
+    low_value, high_value = learning_rate(low), learning_rate(high)
+    if low_value > high_value:
+        raise argparse.ArgumentTypeError(f"{text}: LO must not exceed HI, e.g. 1e-4:1e-3")
+    return low_value, high_value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per step of the notebook."""
+    parser = argparse.ArgumentParser(
+        prog="train.py", description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models = argparse.ArgumentParser(add_help=False)
+    models.add_argument("--models", type=Path, default=Path("models"), metavar="DIR",
+                        help="where export.pkl and export.json go (default: models)")
+    reports = argparse.ArgumentParser(add_help=False)
+    reports.add_argument("--reports", type=Path, default=Path("reports"), metavar="DIR",
+                         help="where the plots and top_losses.csv go (default: reports)")
+    data = _data_options()
+
+    download = commands.add_parser(
+        "download", help="download the images in one URL file per class",
+        description="Download each URL file's images into DEST/<file stem>/, resuming "
+        "where an earlier run stopped, then remove the images that do not open.",
+    )
+    download.add_argument("url_files", nargs="+", type=Path, metavar="URLFILE",
+                          help="text file with one image URL per line; its stem names the class")
+    download.add_argument("--dest", type=Path, default=Path("data/brighton_seafront"),
+                          metavar="DIR", help="data folder (default: data/brighton_seafront)")
+    download.add_argument("--max-pics", type=positive_int, default=200, metavar="N",
+                          help="at most N URLs from each file (default: 200)")
+    download.add_argument("--timeout", type=float, default=4, metavar="SECONDS",
+                          help="give up on one URL after this long (default: 4)")
+    download.set_defaults(handler=run_download)
+
+    lr_find = commands.add_parser(
+        "lr-find", parents=[data, reports], help="plot loss against learning rate",
+        description="Run fastai's learning-rate finder and write REPORTS/lr_find.png.",
+    )
+    lr_find.add_argument("--iterations", type=positive_int, default=100, metavar="N",
+                         help="batches to try, each at a higher rate (default: 100, fastai's)")
+    lr_find.set_defaults(handler=run_lr_find)
+
+    fit = commands.add_parser(
+        "fit", parents=[data, models, reports], help="train and export models/export.pkl",
+        description="Train with fit_one_cycle, then export the model, its card and reports.",
+    )
+    fit.add_argument("--epochs", type=positive_int, default=4, metavar="N",
+                     help="epochs with the pretrained body frozen (default: 4)")
+    fit.add_argument("--lr", type=learning_rate, default=2e-3,
+                     help="peak learning rate of that stage (default: 2e-3)")
+    fit.add_argument("--unfreeze-epochs", type=non_negative_int, default=0, metavar="N",
+                     help="then N epochs with every layer trainable (default: 0, none)")
+    fit.add_argument("--lr-max", type=learning_rate_range, metavar="LO:HI",
+                     help="learning rates of the first and last layers when unfrozen "
+                     "(default: LR/200:LR/2, as fine_tune)")
+    fit.add_argument("--name", help="the model's name on its card (default: the data folder's)")
+    fit.set_defaults(handler=run_fit)
+
+    demo = commands.add_parser(
+        "demo", parents=[models, reports], help="train a digits classifier, no download needed",
+        description="Write scikit-learn's handwritten 0, 1 and 7 as class folders and train a "
+        "small classifier on them, so the app has a real model to serve at once.",
+    )
+    demo.add_argument("--data", type=Path, default=Path("data/digits_demo"), metavar="DIR",
+                      help="where the digit images go (default: data/digits_demo)")
+    demo.add_argument("--epochs", type=positive_int, default=5, metavar="N",
+                      help="training epochs (default: 5)")
+    demo.set_defaults(handler=run_demo)
+
+    review = commands.add_parser(
+        "review", parents=[reports], help="review and relabel images in the browser",
+        description="Serve a local page that shows the top losses and writes DIR/cleaned.csv.",
+    )
+    review.add_argument("--data", type=Path, required=True, metavar="DIR", help="data folder")
+    review.add_argument("--port", type=int, default=5001, help="port on 127.0.0.1 (default 5001)")
+    review.set_defaults(handler=run_review)
+    return parser
+
+
+def _data_options() -> argparse.ArgumentParser:
+    """Options shared by lr-find and fit: which images, and how the network sees them."""
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data", type=Path, required=True, metavar="DIR",
+                      help="data folder with one subfolder of images per class")
+    data.add_argument("--labels", type=Path, metavar="CSV",
+                      help="labels file (fname,label; fname relative to DIR), e.g. DIR/cleaned.csv")
+    data.add_argument("--extra", type=Path, action="append", default=[], metavar="DIR",
+                      help="more class folders for training only, e.g. uploads/feedback "
+                      "(repeatable)")
+    data.add_argument("--arch", default="resnet34", help="torchvision architecture "
+                      "(default: resnet34; also resnet18, resnet50, densenet121, ...)")
+    data.add_argument("--size", type=positive_int, default=224, metavar="PX",
+                      help="image size in pixels (default: 224)")
+    data.add_argument("--valid-pct", type=fraction, default=0.2, metavar="SHARE",
+                      help="share of images held out for validation (default: 0.2)")
+    data.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    data.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                      help="start from random weights instead of downloading ImageNet ones")
+    data.add_argument("--no-augment", dest="augment", action="store_false",
+                      help="no random crops, flips or lighting changes")
+    data.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
+                      help="images per batch (default: 64)")
+    data.add_argument("--workers", type=non_negative_int, metavar="N",
+                      help="data-loading processes (default: fastai's, one per CPU)")
+    return data
+
+
+def data_options(args: argparse.Namespace) -> DataOptions:
+    """The `DataOptions` that `args` ask for."""
+    from training.fit import DataOptions
+    from training.learner import ARCHITECTURES
+
+    if args.arch not in ARCHITECTURES:
+        raise InputError(
+            f"unknown architecture {args.arch!r}: choose one of {', '.join(sorted(ARCHITECTURES))}"
+        )
+    return DataOptions(
+        data=args.data, labels=args.labels, extra=args.extra, arch=args.arch, size=args.size,
+        valid_pct=args.valid_pct, seed=args.seed, pretrained=args.pretrained,
+        batch_size=args.batch_size, workers=args.workers, augment=args.augment,
+    )
+
+
+def run_download(args: argparse.Namespace) -> int:
+    """`download`: fetch every URL file's images into its class folder and tabulate."""
+    from training.download import download_classes, format_counts, read_url_files
+
+    urls_by_class = read_url_files(args.url_files, args.max_pics)
+    counts = download_classes(urls_by_class, args.dest, timeout=args.timeout)
+    print(format_counts(counts))
+    if not any(c.downloaded + c.already_there - c.removed_as_broken for c in counts.values()):
+        print(f"no images ended up in {args.dest}: check the URLs and your internet "
+              "connection, then run the same command again", file=sys.stderr)
+        return 1
+    print(f"next: python train.py lr-find --data {args.dest}")
+    return 0
+
+
+def run_lr_find(args: argparse.Namespace) -> int:
+    """`lr-find`: plot loss against learning rate and print fastai's suggestions."""
+    from training.fit import lr_find
+
+    if args.iterations < 20:
+        # fastai's suggestions leave out the first tenth and the last five batches
+        raise InputError(f"--iterations {args.iterations} is too few: try at least 20")
+    suggestions, plot = lr_find(data_options(args), args.reports, args.iterations)
+    print("suggested learning rates: "
+          + ", ".join(f"{name} {value:.1e}" for name, value in suggestions.items()))
+    print(f"plot: {plot}; pass your choice to fit, e.g. "
+          f"python train.py fit --data {args.data} --lr {suggestions['valley']:.1e}")
+    return 0
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    """`fit`: train, export the model with its card, and write the reports."""
+    from training.fit import FitOptions, fit_and_export
+
+    if args.lr_max and not args.unfreeze_epochs:
+        raise InputError("--lr-max sets the unfreeze stage's rates: add --unfreeze-epochs N")
+    options = data_options(args)
+    fit = FitOptions(
+        models=args.models, reports=args.reports, epochs=args.epochs, lr=args.lr,
+        unfreeze_epochs=args.unfreeze_epochs, lr_max=args.lr_max, name=args.name,
+    )
+    _print_result(fit_and_export(options, fit))
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """`demo`: write the bundled digits out as class folders and train a small model on them."""
+    from training.demo import write_digits
+    from training.fit import DataOptions, FitOptions, fit_and_export
+
+    started = time.monotonic()
+    count = write_digits(args.data)
+    print(f"wrote {count} digit images to {args.data}")
+    # small and from scratch: 32-pixel digits need neither ImageNet weights nor a big net,
+    # and no augmentation (a flipped 7 is not a 7)
+    options = DataOptions(
+        data=args.data, arch="resnet18", size=32, pretrained=False, augment=False,
+        batch_size=32, workers=0,
+    )
+    fit = FitOptions(
+        models=args.models, reports=args.reports, epochs=args.epochs, lr=3e-3,
+        name="digits demo", demo=True,
+    )
+    _print_result(fit_and_export(options, fit))
+    print(f"demo trained in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def run_review(args: argparse.Namespace) -> int:
+    """`review`: start the local review page (training/review) on the data and its reports."""
+    from classifier.errors import StartupError
+    from training import review  # only this command needs the review page and its Flask app
+
+    try:
+        review.serve(args.data, args.reports, args.port)
+    except StartupError as error:
+        raise InputError(str(error)) from None
+    return 0
+
+
+def _print_result(result: FitResult) -> None:
+    card = result.card
+    print(f"validation accuracy {card.accuracy:.1%} on {card.valid_count} images "
+          f"({', '.join(f'{k} {v:.0%}' for k, v in card.per_class_accuracy.items())})")
+    print(f"model: {result.export_path}, card: {result.card_path}, "
+          f"reports: {Path(card.reports['confusion_matrix']).parent}")
+    print("next: python application.py")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; bad input prints one sentence on stderr and returns 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
