@@ -56,6 +56,7 @@ TARGETS = {"latency": 1.5, "throughput": 0.85, "rss_mb": 50.0}
 
 # --------------------------------------------------------------------------- the model
 
+
 def build_model(folder: Path, size: int = 224) -> Path:
     """A resnet34 vision_learner at `size` px, random weights, exported to folder/export.pkl.
 
@@ -72,8 +73,9 @@ def build_model(folder: Path, size: int = 224) -> Path:
         for index in range(4):
             left = 40 * index
             photo.crop((left, 0, left + 400, 400)).save(data / Path(name).stem / f"{index}.jpg")
-    dls = ImageDataLoaders.from_folder(data, valid_pct=0.25, seed=0, item_tfms=Resize(size),
-                                       bs=4, num_workers=0)
+    dls = ImageDataLoaders.from_folder(
+        data, valid_pct=0.25, seed=0, item_tfms=Resize(size), bs=4, num_workers=0
+    )
     learn = vision_learner(dls, resnet34, pretrained=False)
     learn.remove_cb(ProgressCallback)
     learn.export(path.resolve())
@@ -81,6 +83,7 @@ def build_model(folder: Path, size: int = 224) -> Path:
 
 
 # --------------------------------------------------------------------------- timing helpers
+
 
 def time_calls(call, min_calls: int, min_seconds: float) -> list[float]:
     """Seconds per call, after two warm-up calls, until both minimums are reached."""
@@ -106,6 +109,7 @@ def percentile(values: list[float], share: float) -> float:
 
 # --------------------------------------------------------------------------- limit and baseline
 
+
 class RawForward:
     """The model alone on prepared batches of a real photo, exactly as the app's forward runs.
 
@@ -115,7 +119,9 @@ class RawForward:
 
     def __init__(self, classifier: Classifier, photo: bytes, batch_sizes=(1, 8)):
         self.classifier = classifier
-        item = classifier.preprocess(decode_image(photo, draft_size=classifier.draft_size, max_pixels=MAX_PIXELS))
+        item = classifier.preprocess(
+            decode_image(photo, draft_size=classifier.draft_size, max_pixels=MAX_PIXELS)
+        )
         self.batches = {size: classifier.prepare_batch([item] * size) for size in batch_sizes}
         self.seconds: dict[int, list[float]] = {size: [] for size in batch_sizes}
         self.cpu_seconds: dict[int, list[float]] = {size: [] for size in batch_sizes}
@@ -140,10 +146,14 @@ class RawForward:
         results = {}
         for size, values in self.seconds.items():
             median = statistics.median(values)
-            results[str(size)] = {"ms": median * 1000, "ms_per_image": median * 1000 / size,
-                                  "cpu_ms_per_image": self.cpu_per_image(size) * 1000,
-                                  "images_per_s": size / median, "measurements": len(values),
-                                  "range_ms": [min(values) * 1000, max(values) * 1000]}
+            results[str(size)] = {
+                "ms": median * 1000,
+                "ms_per_image": median * 1000 / size,
+                "cpu_ms_per_image": self.cpu_per_image(size) * 1000,
+                "images_per_s": size / median,
+                "measurements": len(values),
+                "range_ms": [min(values) * 1000, max(values) * 1000],
+            }
         return results
 
 
@@ -160,6 +170,7 @@ def measure_learn_predict(model_path: Path, photos: dict[str, bytes]) -> dict:
 
 
 # --------------------------------------------------------------------------- the app over HTTP
+
 
 def worker_of(server: LiveServer) -> psutil.Process:
     """The gunicorn worker process of `server` (the one that holds the model)."""
@@ -182,8 +193,9 @@ class WorkerCpu:
         self.used: Counter[int] = Counter()
 
     def _now(self) -> dict[int, float]:
-        return {thread.id: thread.user_time + thread.system_time
-                for thread in self.worker.threads()}
+        return {
+            thread.id: thread.user_time + thread.system_time for thread in self.worker.threads()
+        }
 
     @contextmanager
     def counting(self):
@@ -196,15 +208,19 @@ class WorkerCpu:
     def per_request(self, requests: int) -> tuple[float, float]:
         """CPU seconds per request: (the model's threads, every other thread)."""
         ordered = sorted(self.used.values(), reverse=True)
-        return (sum(ordered[:self.model_threads]) / requests,
-                sum(ordered[self.model_threads:]) / requests)
+        return (
+            sum(ordered[: self.model_threads]) / requests,
+            sum(ordered[self.model_threads :]) / requests,
+        )
 
 
 def multipart(data: bytes, filename: str = "photo.jpg") -> tuple[bytes, str]:
     """A multipart/form-data body with one `file` field, as a browser or `curl -F` sends."""
     boundary = uuid.uuid4().hex
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"{filename}\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{filename}"\r\nContent-Type: image/jpeg\r\n\r\n'
+    ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
     return head + data + tail, f"multipart/form-data; boundary={boundary}"
 
@@ -219,10 +235,13 @@ class Load:
 
     def summary(self) -> dict:
         """p50, p95 (ms), throughput (requests/s) and errors."""
-        return {"requests": len(self.latencies) + len(self.errors),
-                "p50_ms": percentile(self.latencies, 0.5) * 1000,
-                "p95_ms": percentile(self.latencies, 0.95) * 1000,
-                "per_s": len(self.latencies) / self.seconds, "errors": len(self.errors)}
+        return {
+            "requests": len(self.latencies) + len(self.errors),
+            "p50_ms": percentile(self.latencies, 0.5) * 1000,
+            "p95_ms": percentile(self.latencies, 0.95) * 1000,
+            "per_s": len(self.latencies) / self.seconds,
+            "errors": len(self.errors),
+        }
 
 
 def run_clients(port: int, bodies: list[tuple[bytes, str]], clients: int, requests: int) -> Load:
@@ -244,8 +263,9 @@ def run_clients(port: int, bodies: list[tuple[bytes, str]], clients: int, reques
             body, content_type = bodies[index % len(bodies)]
             begin = time.perf_counter()
             try:
-                connection.request("POST", "/api/predict", body=body,
-                                   headers={"Content-Type": content_type})
+                connection.request(
+                    "POST", "/api/predict", body=body, headers={"Content-Type": content_type}
+                )
                 response = connection.getresponse()
                 answer = response.read()
                 elapsed = time.perf_counter() - begin
@@ -273,6 +293,7 @@ def run_clients(port: int, bodies: list[tuple[bytes, str]], clients: int, reques
 
 # --------------------------------------------------------------------------- the report
 
+
 def machine() -> dict:
     """What ran the benchmark."""
     model_name = platform.processor() or "unknown CPU"
@@ -283,9 +304,13 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": model_name, "cores": available_cores(), "torch": torch.__version__,
-            "python": platform.python_version(), "gpu": (torch.cuda.get_device_name(0)
-                                                         if torch.cuda.is_available() else None)}
+    return {
+        "cpu": model_name,
+        "cores": available_cores(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "gpu": (torch.cuda.get_device_name(0) if torch.cuda.is_available() else None),
+    }
 
 
 def verdicts(results: dict) -> list[tuple[str, float, str, bool]]:
@@ -293,20 +318,41 @@ def verdicts(results: dict) -> list[tuple[str, float, str, bool]]:
     http_ = results["http"]
     one = http_["12MP"]["1"]
     latency = one["p50_ms"] / one["limit_ms"]
-    rows = [("12 MP photo, 1 client: p50 / raw batch-1 forward", latency,
-             f"<= {TARGETS['latency']}", latency <= TARGETS["latency"])]
+    rows = [
+        (
+            "12 MP photo, 1 client: p50 / raw batch-1 forward",
+            latency,
+            f"<= {TARGETS['latency']}",
+            latency <= TARGETS["latency"],
+        )
+    ]
     for photo in ("640x480", "12MP"):
         eight = http_[photo]["8"]
         ratio = eight["per_s"] / eight["limit_per_s"]
-        ceiling = (f" (at most {eight['ceiling']:.2f} on these cores, table above)"
-                   if eight["ceiling"] else "")
-        rows.append((f"{photo} photo, 8 clients: throughput / raw batch-8 throughput", ratio,
-                     f">= {TARGETS['throughput']}{ceiling}", ratio >= TARGETS["throughput"]))
+        ceiling = (
+            f" (at most {eight['ceiling']:.2f} on these cores, table above)"
+            if eight["ceiling"]
+            else ""
+        )
+        rows.append(
+            (
+                f"{photo} photo, 8 clients: throughput / raw batch-8 throughput",
+                ratio,
+                f">= {TARGETS['throughput']}{ceiling}",
+                ratio >= TARGETS["throughput"],
+            )
+        )
     errors = results["errors"]
     rows.append(("errors over every HTTP request", errors, "== 0", errors == 0))
     growth = results["rss"]["growth_mb"]
-    rows.append((f"worker RSS growth over {results['rss']['requests']} requests (MB)", growth,
-                 f"<= {TARGETS['rss_mb']:.0f}", growth <= TARGETS["rss_mb"]))
+    rows.append(
+        (
+            f"worker RSS growth over {results['rss']['requests']} requests (MB)",
+            growth,
+            f"<= {TARGETS['rss_mb']:.0f}",
+            growth <= TARGETS["rss_mb"],
+        )
+    )
     return rows
 
 
@@ -329,40 +375,54 @@ def report(results: dict) -> str:
     ]
     for size, row in forward.items():
         low, high = row["range_ms"]
-        lines.append(f"| raw forward (the limit) | batch {size} | {row['ms']:.1f} "
-                     f"({row['ms_per_image']:.1f}/image) | | {row['images_per_s']:.1f} | median "
-                     f"of {row['measurements']}, {low:.0f}-{high:.0f} ms |")
+        lines.append(
+            f"| raw forward (the limit) | batch {size} | {row['ms']:.1f} "
+            f"({row['ms_per_image']:.1f}/image) | | {row['images_per_s']:.1f} | median "
+            f"of {row['measurements']}, {low:.0f}-{high:.0f} ms |"
+        )
     for photo, row in baseline.items():
-        lines.append(f"| `learn.predict(PILImage.create(bytes))`, {photo} | 1 | {row['ms']:.1f} "
-                     f"| | {row['images_per_s']:.1f} | |")
+        lines.append(
+            f"| `learn.predict(PILImage.create(bytes))`, {photo} | 1 | {row['ms']:.1f} "
+            f"| | {row['images_per_s']:.1f} | |"
+        )
     for photo, by_clients in results["http"].items():
         for clients, row in by_clients.items():
-            lines.append(f"| this app over HTTP, {photo} | {clients} clients | "
-                         f"{row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['per_s']:.1f} | "
-                         f"batch {row['limit_batch']}: {row['limit_ms']:.1f} ms, "
-                         f"{row['limit_per_s']:.1f}/s |")
+            lines.append(
+                f"| this app over HTTP, {photo} | {clients} clients | "
+                f"{row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['per_s']:.1f} | "
+                f"batch {row['limit_batch']}: {row['limit_ms']:.1f} ms, "
+                f"{row['limit_per_s']:.1f}/s |"
+            )
     rss = results["rss"]
     lines += [
-        "", "Each HTTP case runs in short turns with raw forward passes (batch 1 for one client, "
+        "",
+        "Each HTTP case runs in short turns with raw forward passes (batch 1 for one client, "
         "batch 8 for eight; their median is in the last column), because a shared machine's "
         "speed drifts within seconds; the ratios compare each case with its own column.",
-        "", f"Worker RSS over {rss['requests']} requests ({rss['mix']}), sampled every 100: "
+        "",
+        f"Worker RSS over {rss['requests']} requests ({rss['mix']}), sampled every 100: "
         f"{rss['before_mb']:.1f} MB at the start, {rss['after_mb']:.1f} MB at the end, between "
         f"{rss['min_mb']:.1f} and {rss['max_mb']:.1f}; growth (mean of the last quarter of the "
         f"samples minus mean of the first) {rss['growth_mb']:+.1f} MB.",
-        "", "Worker CPU time per request, all cores together, while the clients ran: torch's "
+        "",
+        "Worker CPU time per request, all cores together, while the clients ran: torch's "
         "threads (the model) and the rest (receiving, parsing, decoding, resizing, answering). "
         "With 8 clients the cores are saturated, so throughput is cores / CPU per request; "
         "even if the model's threads cost no more than the raw forward, the ratio cannot exceed "
         "raw forward CPU per image / (that + the rest), the last column.",
-        "", "| case | model's threads | the rest | raw forward CPU per image | highest "
-        "throughput ratio these cores allow |", "| --- | ---: | ---: | ---: | ---: |"]
+        "",
+        "| case | model's threads | the rest | raw forward CPU per image | highest "
+        "throughput ratio these cores allow |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for photo, by_clients in results["http"].items():
         for clients, row in by_clients.items():
             ceiling = f"{row['ceiling']:.2f}" if clients != "1" and row["ceiling"] else ""
-            lines.append(f"| {photo}, {clients} clients | {row['model_cpu_ms']:.1f} ms | "
-                         f"{row['other_cpu_ms']:.1f} ms | {row['forward_cpu_ms']:.1f} ms "
-                         f"(batch {row['limit_batch']}) | {ceiling} |")
+            lines.append(
+                f"| {photo}, {clients} clients | {row['model_cpu_ms']:.1f} ms | "
+                f"{row['other_cpu_ms']:.1f} ms | {row['forward_cpu_ms']:.1f} ms "
+                f"(batch {row['limit_batch']}) | {ceiling} |"
+            )
     lines += ["", "| target | measured | bound | |", "| --- | ---: | --- | --- |"]
     for name, value, bound, met in verdicts(results):
         shown = f"{value:.2f}" if isinstance(value, float) else str(value)
@@ -372,24 +432,36 @@ def report(results: dict) -> str:
 
 # --------------------------------------------------------------------------- the run
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, help="a fastai export.pkl (default: build a "
-                        "resnet34 at 224 px, random weights, into bench/out/)")
-    parser.add_argument("--requests", type=int, default=200,
-                        help="requests per HTTP case (photo x clients); default 200")
-    parser.add_argument("--rss-requests", type=int, default=2000,
-                        help="requests for the memory check; default 2000")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="a fastai export.pkl (default: build a "
+        "resnet34 at 224 px, random weights, into bench/out/)",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=200,
+        help="requests per HTTP case (photo x clients); default 200",
+    )
+    parser.add_argument(
+        "--rss-requests", type=int, default=2000, help="requests for the memory check; default 2000"
+    )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: free)")
     parser.add_argument("--note", default="", help="a remark for the record (e.g. machine busy)")
-    parser.add_argument("--record", action="store_true",
-                        help=f"append the report to {RESULTS.relative_to(ROOT)}")
+    parser.add_argument(
+        "--record", action="store_true", help=f"append the report to {RESULTS.relative_to(ROOT)}"
+    )
     return parser.parse_args(argv)
 
 
-def measure_http(server: LiveServer, photos: dict[str, bytes], requests: int,
-                 raw: RawForward, threads: int) -> tuple[dict, int]:
+def measure_http(
+    server: LiveServer, photos: dict[str, bytes], requests: int, raw: RawForward, threads: int
+) -> tuple[dict, int]:
     """p50, p95 and throughput for each photo at 1 and 8 clients, each compared with the raw
     forward (batch 1 for one client, batch 8 for eight) measured in turns with it, and the
     worker's CPU time per request."""
@@ -406,8 +478,7 @@ def measure_http(server: LiveServer, photos: dict[str, bytes], requests: int,
             turn = 10 if clients == 1 else 6 * clients
             load, limits, cpu = Load(), [], WorkerCpu(worker, threads)
             for _ in range(max(1, round(requests / turn))):
-                limits.append(raw.measure(size, min_calls=3 if size == 1 else 2,
-                                          min_seconds=0.2))
+                limits.append(raw.measure(size, min_calls=3 if size == 1 else 2, min_seconds=0.2))
                 with cpu.counting():
                     part = run_clients(server.port, body, clients, turn)
                 load.latencies += part.latencies
@@ -422,16 +493,21 @@ def measure_http(server: LiveServer, photos: dict[str, bytes], requests: int,
             # (on a GPU the forward's cost is not CPU time, so there is no such ceiling)
             forward_cpu = raw.cpu_per_image(size)
             on_cpu = raw.classifier.device.type == "cpu"
-            summary.update(model_cpu_ms=model_cpu * 1000, other_cpu_ms=other_cpu * 1000,
-                           forward_cpu_ms=forward_cpu * 1000,
-                           ceiling=forward_cpu / (forward_cpu + other_cpu) if on_cpu else None)
+            summary.update(
+                model_cpu_ms=model_cpu * 1000,
+                other_cpu_ms=other_cpu * 1000,
+                forward_cpu_ms=forward_cpu * 1000,
+                ceiling=forward_cpu / (forward_cpu + other_cpu) if on_cpu else None,
+            )
             errors += len(load.errors)
-            print(f"HTTP {name}, {clients} client(s): p50 {summary['p50_ms']:.1f} ms, p95 "
-                  f"{summary['p95_ms']:.1f} ms, {summary['per_s']:.1f}/s, "
-                  f"{summary['errors']} errors; raw batch-{size} forward in turns with it "
-                  f"{limit * 1000:.1f} ms (median of {len(limits)}); worker CPU per request: "
-                  f"model {model_cpu * 1000:.1f} ms, the rest {other_cpu * 1000:.1f} ms",
-                  flush=True)
+            print(
+                f"HTTP {name}, {clients} client(s): p50 {summary['p50_ms']:.1f} ms, p95 "
+                f"{summary['p95_ms']:.1f} ms, {summary['per_s']:.1f}/s, "
+                f"{summary['errors']} errors; raw batch-{size} forward in turns with it "
+                f"{limit * 1000:.1f} ms (median of {len(limits)}); worker CPU per request: "
+                f"model {model_cpu * 1000:.1f} ms, the rest {other_cpu * 1000:.1f} ms",
+                flush=True,
+            )
             if load.errors:
                 print("  first error:", load.errors[0], flush=True)
     return results, errors
@@ -455,13 +531,24 @@ def measure_rss(server: LiveServer, photos: dict[str, bytes], requests: int) -> 
         samples.append(worker.memory_info().rss / 2**20)
     ends = max(1, len(samples) // 4)
     first, last = statistics.mean(samples[:ends]), statistics.mean(samples[-ends:])
-    print(f"worker RSS {samples[0]:.1f} MB -> {samples[-1]:.1f} MB after {requests} requests "
-          f"(between {min(samples):.1f} and {max(samples):.1f}; {errors} errors)", flush=True)
-    return {"before_mb": samples[0], "after_mb": samples[-1], "first_mb": first,
-            "last_mb": last, "growth_mb": last - first, "min_mb": min(samples),
-            "max_mb": max(samples), "samples": len(samples), "requests": requests,
-            "mix": "8 clients; 9 in 10 a 640x480 photo, 1 in 10 a 12 MP photo",
-            "errors": errors}
+    print(
+        f"worker RSS {samples[0]:.1f} MB -> {samples[-1]:.1f} MB after {requests} requests "
+        f"(between {min(samples):.1f} and {max(samples):.1f}; {errors} errors)",
+        flush=True,
+    )
+    return {
+        "before_mb": samples[0],
+        "after_mb": samples[-1],
+        "first_mb": first,
+        "last_mb": last,
+        "growth_mb": last - first,
+        "min_mb": min(samples),
+        "max_mb": max(samples),
+        "samples": len(samples),
+        "requests": requests,
+        "mix": "8 clients; 9 in 10 a 640x480 photo, 1 in 10 a 12 MP photo",
+        "errors": errors,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -472,8 +559,11 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     model_path = (args.model or build_model(OUT / "resnet34-224")).resolve()
     photos = {"12MP": photo_jpeg("china.jpg", TWELVE_MP), "640x480": photo_jpeg("china.jpg", VGA)}
-    print(f"model {model_path}; photos: 12MP {len(photos['12MP']):,} bytes, 640x480 "
-          f"{len(photos['640x480']):,} bytes", flush=True)
+    print(
+        f"model {model_path}; photos: 12MP {len(photos['12MP']):,} bytes, 640x480 "
+        f"{len(photos['640x480']):,} bytes",
+        flush=True,
+    )
 
     # the limit: the model alone, with the threads, layout and precision of the app's worker
     threads = torch_threads_for(workers=1)
@@ -483,8 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     classifier = Classifier(load_export(model_path), device, model_path, precision)
     raw = RawForward(classifier, photos["12MP"])
     for size in raw.batches:
-        print(f"raw forward, batch {size}: {raw.measure(size, 10, 3.0) * 1000:.1f} ms",
-              flush=True)
+        print(f"raw forward, batch {size}: {raw.measure(size, 10, 3.0) * 1000:.1f} ms", flush=True)
     baseline = measure_learn_predict(model_path, photos)
     for name, row in baseline.items():
         print(f"learn.predict, {name}: {row['ms']:.1f} ms", flush=True)
@@ -497,16 +586,26 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
 
-    results = {"when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-               "model": str(model_path.relative_to(ROOT) if model_path.is_relative_to(ROOT)
-                            else model_path),
-               "input_size": classifier.input_size, "device": str(device),
-               "precision": precision_name(precision), "threads": threads,
-               "layout": "channels-last" if classifier.channels_last else "contiguous",
-               "forward": raw.summary(),
-               "baseline": baseline, "http": http_results, "rss": rss,
-               "errors": errors + rss["errors"], "load": (load_start, os.getloadavg()[0]),
-               "seconds": time.monotonic() - started, "note": args.note or "no other note"}
+    results = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "model": str(
+            model_path.relative_to(ROOT) if model_path.is_relative_to(ROOT) else model_path
+        ),
+        "input_size": classifier.input_size,
+        "device": str(device),
+        "precision": precision_name(precision),
+        "threads": threads,
+        "layout": "channels-last" if classifier.channels_last else "contiguous",
+        "forward": raw.summary(),
+        "baseline": baseline,
+        "http": http_results,
+        "rss": rss,
+        "errors": errors + rss["errors"],
+        "load": (load_start, os.getloadavg()[0]),
+        "seconds": time.monotonic() - started,
+        "note": args.note or "no other note",
+    }
 
     text = report(results)
     print()

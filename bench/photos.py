@@ -30,10 +30,10 @@ def sample_photo(name: str) -> Image.Image:
 
 
 @cache
-def photo_jpeg(name: str = "china.jpg", size: tuple[int, int] = TWELVE_MP,
-               quality: int = 90) -> bytes:
+def photo_jpeg(
+    name: str = "china.jpg", size: tuple[int, int] = TWELVE_MP, quality: int = 90
+) -> bytes:
     """The photo `name` resized to `size` and encoded as a JPEG of `quality`."""
     buffer = io.BytesIO()
-    sample_photo(name).resize(size, Image.Resampling.LANCZOS).save(buffer, "JPEG",
-                                                                   quality=quality)
+    sample_photo(name).resize(size, Image.Resampling.LANCZOS).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()

@@ -56,8 +56,13 @@ class DynamicBatcher(Generic[Item, Result]):
     group's forward pass.
     """
 
-    def __init__(self, run_batch: Callable[[list[Item]], list[Result]],
-                 max_batch_size: int = 8, max_wait_s: float = 0.0, name: str = "batcher"):
+    def __init__(
+        self,
+        run_batch: Callable[[list[Item]], list[Result]],
+        max_batch_size: int = 8,
+        max_wait_s: float = 0.0,
+        name: str = "batcher",
+    ):
         self._run_batch = run_batch
         self.max_batch_size = max(1, max_batch_size)
         self.max_wait_s = max(0.0, max_wait_s)
@@ -66,7 +71,7 @@ class DynamicBatcher(Generic[Item, Result]):
         # submit and close take turns, so no item can be queued behind the stop marker
         self._lock = threading.Lock()
         self._pending = 0  # items submitted and not yet answered
-        self._peak = 0     # the most pending at once since the current batch was collected
+        self._peak = 0  # the most pending at once since the current batch was collected
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -119,8 +124,11 @@ class DynamicBatcher(Generic[Item, Result]):
         while len(jobs) < self.max_batch_size:
             remaining = deadline - time.monotonic() if len(jobs) < expected else 0.0
             try:
-                job = (self._queue.get(timeout=remaining) if remaining > 0
-                       else self._queue.get_nowait())
+                job = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
             if job is None:
@@ -140,8 +148,9 @@ class DynamicBatcher(Generic[Item, Result]):
             jobs, stop = ([first], False) if isinstance(first.item, _Call) else self._collect(first)
             now = time.monotonic()
             calls = [job for job in jobs if isinstance(job.item, _Call) and self._wanted(job, now)]
-            items = [job for job in jobs
-                     if not isinstance(job.item, _Call) and self._wanted(job, now)]
+            items = [
+                job for job in jobs if not isinstance(job.item, _Call) and self._wanted(job, now)
+            ]
             if items:
                 self._run(items)
             for call in calls:
@@ -152,9 +161,14 @@ class DynamicBatcher(Generic[Item, Result]):
     def _wanted(self, job: _Job, now: float) -> bool:
         """Claim `job` for running; False (and the job answered) if it expired or was cancelled."""
         if job.expired(now):
-            self._answer(job, error=DeadlineExceededError(
-                "The request waited too long for the model and was dropped: the server is busy; "
-                "try again in a moment."), counted=not isinstance(job.item, _Call))
+            self._answer(
+                job,
+                error=DeadlineExceededError(
+                    "The request waited too long for the model and was dropped: the server is "
+                    "busy; try again in a moment."
+                ),
+                counted=not isinstance(job.item, _Call),
+            )
             return False
         if not job.future.set_running_or_notify_cancel():  # its caller gave up on it
             if not isinstance(job.item, _Call):
@@ -190,8 +204,9 @@ class DynamicBatcher(Generic[Item, Result]):
         else:
             job.future.set_result(result)
 
-    def _answer(self, job: _Job, result=None, error: BaseException | None = None,
-                counted: bool = True) -> None:
+    def _answer(
+        self, job: _Job, result=None, error: BaseException | None = None, counted: bool = True
+    ) -> None:
         """Settle one item's Future; it stops counting as pending first, so that a client that
         sends its next item at once is not mistaken for company."""
         if counted:

@@ -80,7 +80,8 @@ def decode_image(data: bytes, *, max_pixels: int, draft_size: int | None = None)
         return _to_rgb(_upright(image))
     except Image.DecompressionBombError as error:
         raise ImageTooLargeError(
-            "That image is too large to process: send a smaller photo.") from error
+            "That image is too large to process: send a smaller photo."
+        ) from error
     # Pillow's decoders raise many exception types on corrupt input (OSError for truncated
     # files, SyntaxError, ValueError, struct.error, IndexError, ...), so the net is wide
     except Exception as error:  # noqa: BLE001

@@ -34,8 +34,7 @@ def last_conv_layer(model: nn.Module) -> nn.Conv2d | None:
     return convolutions[-1] if convolutions else None
 
 
-def grad_cam(model: nn.Module, inputs: torch.Tensor, target: int,
-             layer: nn.Conv2d) -> torch.Tensor:
+def grad_cam(model: nn.Module, inputs: torch.Tensor, target: int, layer: nn.Conv2d) -> torch.Tensor:
     """Grad-CAM of class `target` for a batch of one: an (h, w) map in [0, 1] at `layer`'s size.
 
     Runs with gradients on and autocast off, whatever the calling thread had set, so the map is
@@ -77,8 +76,12 @@ def visible_box(preprocess: Callable[[Image.Image], torch.Tensor], size: tuple[i
     def snap(fraction: float) -> float:
         return 0.0 if fraction <= edge else 1.0 if fraction >= 1 - edge else fraction
 
-    return (snap(float(seen[0].min())), snap(float(seen[1].min())),
-            snap(float(seen[0].max())), snap(float(seen[1].max())))
+    return (
+        snap(float(seen[0].min())),
+        snap(float(seen[1].min())),
+        snap(float(seen[0].max())),
+        snap(float(seen[1].max())),
+    )
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ class Explanation:
         left, top, right, bottom = self._pixels(size)
         heat = np.zeros((height, width), dtype=np.float32)
         resized = Image.fromarray(self.cam.astype(np.float32), "F").resize(
-            (right - left, bottom - top), Image.Resampling.BILINEAR)
+            (right - left, bottom - top), Image.Resampling.BILINEAR
+        )
         heat[top:bottom, left:right] = np.clip(np.asarray(resized), 0.0, 1.0)
         return heat
 
@@ -151,8 +155,10 @@ class Explainer:
     def explain(self, image: Image.Image, label: str) -> Explanation:
         """Where the model looked in RGB `image` for class `label` (ExplainError without a conv)."""
         if self._layer is None:
-            raise ExplainError("This model has no convolutional layer (nn.Conv2d), so it cannot "
-                               "show where it looked; the prediction itself is unaffected.")
+            raise ExplainError(
+                "This model has no convolutional layer (nn.Conv2d), so it cannot "
+                "show where it looked; the prediction itself is unaffected."
+            )
         target = self.classifier.classes.index(label)
         item = self.classifier.preprocess(image)
         with self._lock:

@@ -23,8 +23,12 @@ def recorded_sha256(model_path: Path) -> str | None:
     try:
         card = read_card(model_path)
     except CardError as error:
-        log.warning("%s, so %s is not checked against its sha256: restore the model card that "
-                    "train.py wrote, or delete it.", error, model_path)
+        log.warning(
+            "%s, so %s is not checked against its sha256: restore the model card that "
+            "train.py wrote, or delete it.",
+            error,
+            model_path,
+        )
         return None
     return card.sha256 if card else None
 
@@ -40,8 +44,10 @@ def read_verified(model_path: Path) -> bytes:
     try:
         data = model_path.read_bytes()
     except OSError as error:
-        raise ModelLoadError(f"{model_path} could not be read ({error}): check that it exists "
-                             f"and that this user may read it.") from None
+        raise ModelLoadError(
+            f"{model_path} could not be read ({error}): check that it exists "
+            f"and that this user may read it."
+        ) from None
     actual = sha256_of_bytes(data)
     if expected is not None and actual != expected:
         card = card_path(model_path)
@@ -50,7 +56,8 @@ def read_verified(model_path: Path) -> bytes:
             f"{expected[:16]}..., the file is {actual[:16]}...): the file was changed or only "
             f"partly copied after training. Copy the export.pkl that belongs to {card.name}, "
             f"or if you replaced the model on purpose, copy its {card.name} too (or delete the "
-            f"old card).")
+            f"old card)."
+        )
     return data
 
 

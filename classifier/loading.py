@@ -14,13 +14,22 @@ from fastai.learner import Learner, load_learner
 from .errors import ModelLoadError
 
 # modules that only fastai v1 (2018-2020) had; a v1 export names them in its pickle
-FASTAI_V1_MODULES = ("fastai.basic_train", "fastai.basic_data", "fastai.data_block",
-                     "fastai.vision.image", "fastai.vision.transform", "fastai.core",
-                     "fastai.train", "fastai.layers.")
+FASTAI_V1_MODULES = (
+    "fastai.basic_train",
+    "fastai.basic_data",
+    "fastai.data_block",
+    "fastai.vision.image",
+    "fastai.vision.transform",
+    "fastai.core",
+    "fastai.train",
+    "fastai.layers.",
+)
 # fastai 2.8 moved Transform and Pipeline out of fastcore into fasttransform
 FASTAI_PRE_28_MODULES = ("fastcore.transform", "fastcore.dispatch")
-REEXPORT = ("re-export it with fastai 2.8: load your data and train in fastai 2.8 "
-            "(`python train.py fit --data DIR`), then `learn.export()`")
+REEXPORT = (
+    "re-export it with fastai 2.8: load your data and train in fastai 2.8 "
+    "(`python train.py fit --data DIR`), then `learn.export()`"
+)
 
 
 class _MissingName(Exception):
@@ -60,17 +69,25 @@ warnings.filterwarnings("ignore", message="load_learner` uses Python's insecure 
 def _explain_missing(path: Path, missing: _MissingName) -> str:
     """A sentence for a pickle that names something this environment lacks."""
     if missing.module.startswith(FASTAI_V1_MODULES):
-        return (f"{path} was exported by fastai v1 (it names `{missing}`), which fastai 2.8 "
-                f"cannot read: {REEXPORT}.")
+        return (
+            f"{path} was exported by fastai v1 (it names `{missing}`), which fastai 2.8 "
+            f"cannot read: {REEXPORT}."
+        )
     if missing.module.startswith(FASTAI_PRE_28_MODULES):
-        return (f"{path} was exported by fastai 2.x before 2.8 (it names `{missing}`, which has "
-                f"moved): {REEXPORT}.")
+        return (
+            f"{path} was exported by fastai 2.x before 2.8 (it names `{missing}`, which has "
+            f"moved): {REEXPORT}."
+        )
     if missing.module.startswith(("fastai", "fastcore", "torch", "torchvision")):
-        return (f"{path} was exported by another fastai or torch version (it names `{missing}`, "
-                f"which this environment lacks): {REEXPORT}.")
-    return (f"{path} refers to `{missing}`, a function or class defined where the model was "
-            f"trained (a notebook, for instance): define it in an importable module, or "
-            f"{REEXPORT} without custom functions.")
+        return (
+            f"{path} was exported by another fastai or torch version (it names `{missing}`, "
+            f"which this environment lacks): {REEXPORT}."
+        )
+    return (
+        f"{path} refers to `{missing}`, a function or class defined where the model was "
+        f"trained (a notebook, for instance): define it in an importable module, or "
+        f"{REEXPORT} without custom functions."
+    )
 
 
 def load_export(path: Path, data: bytes | None = None) -> Learner:
@@ -87,7 +104,8 @@ def load_export(path: Path, data: bytes | None = None) -> Learner:
     except RuntimeError as error:
         if any(name in str(error) for name in FASTAI_PRE_28_MODULES):
             raise ModelLoadError(
-                f"{path} was exported by fastai 2.x before 2.8: {REEXPORT}.") from None
+                f"{path} was exported by fastai 2.x before 2.8: {REEXPORT}."
+            ) from None
         raise ModelLoadError(_not_an_export(path, error)) from None
     except AttributeError as error:
         # load_learner unpickled something without `.dls`: weights, a v1 dict, another object
@@ -104,11 +122,15 @@ def load_export(path: Path, data: bytes | None = None) -> Learner:
 
 def _not_a_learner(path: Path, held: str) -> str:
     """A sentence for a pickle that holds something other than a Learner."""
-    return (f"{path} holds a {held}, not a fastai Learner (plain weights, or a fastai v1 "
-            f"export): {REEXPORT}.")
+    return (
+        f"{path} holds a {held}, not a fastai Learner (plain weights, or a fastai v1 "
+        f"export): {REEXPORT}."
+    )
 
 
 def _not_an_export(path: Path, error: Exception) -> str:
     """A sentence for a file torch cannot unpickle at all."""
-    return (f"{path} is not a loadable fastai export ({type(error).__name__}: {error}). Copy the "
-            f"export.pkl that `learn.export()` wrote, or train one with `python train.py fit`.")
+    return (
+        f"{path} is not a loadable fastai export ({type(error).__name__}: {error}). Copy the "
+        f"export.pkl that `learn.export()` wrote, or train one with `python train.py fit`."
+    )

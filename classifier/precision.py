@@ -11,8 +11,9 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 BF16_CAPABILITY = (8, 0)  # Ampere: the first NVIDIA GPUs with bf16 tensor cores
 
 
-def choose_precision(requested: str, device: torch.device,
-                     query: CudaQuery | None = None) -> torch.dtype | None:
+def choose_precision(
+    requested: str, device: torch.device, query: CudaQuery | None = None
+) -> torch.dtype | None:
     """The autocast dtype for `requested` (auto, fp32, bf16, fp16) on `device`; None means fp32.
 
     `auto` is bf16 on a GPU that has it (compute capability 8.0 and newer), else fp16 on a GPU,
@@ -32,7 +33,8 @@ def choose_precision(requested: str, device: torch.device,
         major, minor = capability
         raise PrecisionError(
             f"Cannot use precision bf16 on {device}: its compute capability {major}.{minor} has "
-            "no bf16 (it needs 8.0 or newer). Use SEAFRONT_PRECISION=fp16 or fp32.")
+            "no bf16 (it needs 8.0 or newer). Use SEAFRONT_PRECISION=fp16 or fp32."
+        )
     return PRECISIONS[requested]
 
 

@@ -36,8 +36,12 @@ class Prediction:
 
     def as_dict(self) -> dict:
         """The JSON shape of the API."""
-        return {"label": self.label, "confidence": self.confidence,
-                "probabilities": self.probabilities, "device": self.device}
+        return {
+            "label": self.label,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities,
+            "device": self.device,
+        }
 
 
 def _validation_copy(pipeline: Pipeline) -> Pipeline:
@@ -75,8 +79,14 @@ def draft_size_for(pipeline: Pipeline) -> int | None:
 class Classifier:
     """A fastai Learner on one device; `preprocess` is thread-safe, `predict_batch` is not."""
 
-    def __init__(self, learner: Learner, device: torch.device, path: Path,
-                 precision: torch.dtype | None = None, channels_last: bool = True):
+    def __init__(
+        self,
+        learner: Learner,
+        device: torch.device,
+        path: Path,
+        precision: torch.dtype | None = None,
+        channels_last: bool = True,
+    ):
         self.path = path
         self.device = device
         self.precision = precision
@@ -86,7 +96,8 @@ class Classifier:
         self._item_pipeline = _validation_copy(learner.dls.valid.after_item)
         self._batch_pipeline = _validation_copy(learner.dls.valid.after_batch)
         self._activation = getattr(learner.loss_func, "activation", None) or (
-            lambda logits: torch.softmax(logits, dim=-1))
+            lambda logits: torch.softmax(logits, dim=-1)
+        )
         self._per_thread = threading.local()
         self.input_size = _input_size(self._item_pipeline)
         # JPEGs are decoded at the smallest 1/2, 1/4 or 1/8 scale that keeps every side at
@@ -106,8 +117,10 @@ class Classifier:
         try:
             self.predict_batch([self.preprocess(Image.new("RGB", (64, 64)))])
         except RuntimeError as error:
-            log.info("This model cannot run channels-last (%s); using the default layout.",
-                     str(error).split(". ")[0])
+            log.info(
+                "This model cannot run channels-last (%s); using the default layout.",
+                str(error).split(". ")[0],
+            )
             self.use_channels_last(False)
 
     def use_channels_last(self, enabled: bool) -> None:
@@ -145,8 +158,9 @@ class Classifier:
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """The model alone on a prepared batch: probabilities as float32 on the CPU."""
-        with torch.autocast(self.device.type, dtype=self.precision,
-                            enabled=self.precision is not None):
+        with torch.autocast(
+            self.device.type, dtype=self.precision, enabled=self.precision is not None
+        ):
             logits = self.model(batch)
         return self._activation(logits.float()).cpu()
 
@@ -154,9 +168,12 @@ class Classifier:
         """Turn one row of probabilities into a Prediction."""
         values = row.tolist()
         best = max(range(len(values)), key=values.__getitem__)
-        return Prediction(label=self.classes[best], confidence=values[best],
-                          probabilities=dict(zip(self.classes, values, strict=True)),
-                          device=str(self.device))
+        return Prediction(
+            label=self.classes[best],
+            confidence=values[best],
+            probabilities=dict(zip(self.classes, values, strict=True)),
+            device=str(self.device),
+        )
 
     def batch_transforms(self) -> Pipeline:
         """A private copy of the batch transforms, for use outside the batcher."""

@@ -30,9 +30,11 @@ WARM_UP_TIMEOUT_S = 120.0  # a first pass on a GPU may pick kernels for a while
 
 def no_model_message(path: Path) -> str:
     """What to do when there is no model file."""
-    return (f"No model at {path}. Train one with `python train.py demo` (a small digits model, "
-            f"about a minute) or `python train.py fit --data DIR`, or copy your fastai "
-            f"export.pkl to {path}; then restart the app.")
+    return (
+        f"No model at {path}. Train one with `python train.py demo` (a small digits model, "
+        f"about a minute) or `python train.py fit --data DIR`, or copy your fastai "
+        f"export.pkl to {path}; then restart the app."
+    )
 
 
 @dataclass(frozen=True)
@@ -92,23 +94,34 @@ class ModelService:
             return
         started = time.perf_counter()
         self._loaded = self._load()
-        log.info("Loaded %s in %.2f s: classes %s, device %s, batches of up to %d",
-                 self.path, time.perf_counter() - started, ", ".join(self.classes),
-                 self.device, self.settings.max_batch_size)
-        log.info("Serving in %s, %s, with %d torch thread(s)", precision_name(self.precision),
-                 "channels-last" if self._loaded[0].channels_last else "contiguous", threads)
+        log.info(
+            "Loaded %s in %.2f s: classes %s, device %s, batches of up to %d",
+            self.path,
+            time.perf_counter() - started,
+            ", ".join(self.classes),
+            self.device,
+            self.settings.max_batch_size,
+        )
+        log.info(
+            "Serving in %s, %s, with %d torch thread(s)",
+            precision_name(self.precision),
+            "channels-last" if self._loaded[0].channels_last else "contiguous",
+            threads,
+        )
 
     def _load(self) -> tuple[Classifier, DynamicBatcher]:
         """Read and check the model file, load it, and warm it up (batch size 1 and the largest)."""
         # only ever the configured path; its bytes are checked against the model card first
         learner = load_export(self.path, read_verified(self.path))
         classifier = Classifier(learner, self.device, self.path, self.precision)
-        batcher = DynamicBatcher(classifier.predict_batch, self.settings.max_batch_size,
-                                 self.settings.max_wait_ms / 1000)
+        batcher = DynamicBatcher(
+            classifier.predict_batch, self.settings.max_batch_size, self.settings.max_wait_ms / 1000
+        )
         try:
             # on the batcher's thread, like every other torch computation (see its `call`)
             batcher.call(lambda: warm_up(classifier, self.settings.max_batch_size)).result(
-                timeout=WARM_UP_TIMEOUT_S)
+                timeout=WARM_UP_TIMEOUT_S
+            )
         except BaseException:
             batcher.close()
             raise
@@ -120,8 +133,11 @@ class ModelService:
         try:
             loaded = self._load()
         except Exception as error:  # noqa: BLE001 - whatever is wrong with the new file, keep serving
-            log.error("Kept serving the previous model: the new %s could not be loaded. %s",
-                      self.path, error)
+            log.error(
+                "Kept serving the previous model: the new %s could not be loaded. %s",
+                self.path,
+                error,
+            )
             self._watch.served(state)
             return
         if self._stopped:
@@ -129,8 +145,13 @@ class ModelService:
             return
         previous, self._loaded = self._loaded, loaded
         self._watch.served(state)
-        log.info("Reloaded %s in %.2f s: classes %s, device %s", self.path,
-                 time.perf_counter() - started, ", ".join(loaded[0].classes), self.device)
+        log.info(
+            "Reloaded %s in %.2f s: classes %s, device %s",
+            self.path,
+            time.perf_counter() - started,
+            ", ".join(loaded[0].classes),
+            self.device,
+        )
         if previous:
             previous[1].close()  # after the requests already queued on it are answered
 
@@ -138,8 +159,9 @@ class ModelService:
         """Start loading the model file in the background if it was replaced (cheap to call)."""
         state = self._watch.due()
         if state is not None:
-            threading.Thread(target=self._reload, args=(state,), name="model-reload",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._reload, args=(state,), name="model-reload", daemon=True
+            ).start()
 
     def stop(self) -> None:
         """Stop the batcher thread."""
@@ -153,8 +175,11 @@ class ModelService:
 
     def predict_image(self, image: Image.Image) -> Prediction:
         """Predict one decoded RGB image through the shared batcher."""
-        return self._on_loaded_model(lambda classifier, batcher, deadline: batcher.submit(
-            classifier.preprocess(image), deadline))
+        return self._on_loaded_model(
+            lambda classifier, batcher, deadline: batcher.submit(
+                classifier.preprocess(image), deadline
+            )
+        )
 
     def decode(self, data: bytes, at_least: int | None = None) -> Image.Image:
         """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
@@ -174,8 +199,11 @@ class ModelService:
         It runs on the batcher's thread between batches, so that the process keeps one OpenMP
         thread team (see DynamicBatcher.call).
         """
-        return self._on_loaded_model(lambda classifier, batcher, deadline: batcher.call(
-            lambda: self._explainer_for(classifier).explain(image, label), deadline))
+        return self._on_loaded_model(
+            lambda classifier, batcher, deadline: batcher.call(
+                lambda: self._explainer_for(classifier).explain(image, label), deadline
+            )
+        )
 
     def _on_loaded_model(self, send: Callable[[Classifier, DynamicBatcher, float], Future]):
         """Send a job to the loaded model's batcher and wait for its result, up to the deadline.
@@ -198,7 +226,8 @@ class ModelService:
             job.cancel()  # still queued: the batcher drops it; already running: it finishes
             raise DeadlineExceededError(
                 f"The model did not answer within {timeout:g} s (SEAFRONT_REQUEST_TIMEOUT): the "
-                "server is busy; try again in a moment.") from None
+                "server is busy; try again in a moment."
+            ) from None
 
     def _explainer_for(self, classifier: Classifier) -> Explainer:
         """The loaded classifier's Explainer, made on first use (a new model gets a new one)."""

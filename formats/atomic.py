@@ -24,8 +24,9 @@ def replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     temporary path, for writers that insist on opening a path themselves (fastai's export).
     """
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=temporary_name(path),
-                                         suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=temporary_name(path), suffix=".tmp"
+    )
     os.close(handle)
     try:
         write(Path(temporary))

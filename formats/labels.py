@@ -60,13 +60,15 @@ def read_labels_csv(path: Path) -> dict[str, str]:
         if not set(LABELS_COLUMNS) <= set(reader.fieldnames or ()):
             raise LabelsError(
                 f"{path} has no fname,label header: the labels file needs the columns fname and "
-                "label, as the review page writes them")
+                "label, as the review page writes them"
+            )
         labels = {}
         for row in reader:
             fname, label = (row.get("fname") or "").strip(), (row.get("label") or "").strip()
             if not fname or not label:
-                raise LabelsError(f"{path} line {reader.line_num} lacks a fname or a label: "
-                                  "every row needs both")
+                raise LabelsError(
+                    f"{path} line {reader.line_num} lacks a fname or a label: every row needs both"
+                )
             labels[fname] = label
     return labels
 
@@ -113,9 +115,14 @@ def read_top_losses(path: Path) -> list[TopLoss]:
             raise LabelsError(f"{path} lacks the columns {','.join(TOP_LOSSES_COLUMNS)}: {fix}")
         try:
             return [
-                TopLoss(file=row["file"], split=row["split"], actual=row["actual"],
-                        predicted=row["predicted"], probability=float(row["probability"]),
-                        loss=float(row["loss"]))
+                TopLoss(
+                    file=row["file"],
+                    split=row["split"],
+                    actual=row["actual"],
+                    predicted=row["predicted"],
+                    probability=float(row["probability"]),
+                    loss=float(row["loss"]),
+                )
                 for row in reader
             ]
         except ValueError as error:

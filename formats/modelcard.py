@@ -76,8 +76,10 @@ class ModelCard:
         card = cls(**values)
         card.classes = [str(label) for label in card.classes]
         card.per_class_accuracy = {
-            str(label): value for label, value in card.per_class_accuracy.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+            str(label): value
+            for label, value in card.per_class_accuracy.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
         card.reports = {str(k): v for k, v in card.reports.items() if isinstance(v, str)}
         if card.sha256:
             card.sha256 = card.sha256.strip().lower()
@@ -86,11 +88,25 @@ class ModelCard:
 
 _NUMBER = (int, float)
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "name": (str,), "classes": (list,), "architecture": (str,), "pretrained": (bool,),
-    "image_size": (int,), "train_count": (int,), "valid_count": (int,), "error_rate": _NUMBER,
-    "accuracy": _NUMBER, "per_class_accuracy": (dict,), "epochs": (dict,),
-    "learning_rates": (dict,), "fastai_version": (str,), "torch_version": (str,),
-    "created": (str,), "sha256": (str,), "demo": (bool,), "data": (str,), "reports": (dict,),
+    "name": (str,),
+    "classes": (list,),
+    "architecture": (str,),
+    "pretrained": (bool,),
+    "image_size": (int,),
+    "train_count": (int,),
+    "valid_count": (int,),
+    "error_rate": _NUMBER,
+    "accuracy": _NUMBER,
+    "per_class_accuracy": (dict,),
+    "epochs": (dict,),
+    "learning_rates": (dict,),
+    "fastai_version": (str,),
+    "torch_version": (str,),
+    "created": (str,),
+    "sha256": (str,),
+    "demo": (bool,),
+    "data": (str,),
+    "reports": (dict,),
 }
 
 

@@ -40,8 +40,11 @@ def model_path(tiny_learner) -> Path:
 def pictures() -> dict[str, Image.Image]:
     """Fresh pictures the model has not seen: three of each class, of different sizes."""
     rng = np.random.default_rng(1234)
-    return {f"{label}{index}": make_picture(label, rng, (40 + 17 * index, 90 - 11 * index))
-            for label in CLASSES for index in range(3)}
+    return {
+        f"{label}{index}": make_picture(label, rng, (40 + 17 * index, 90 - 11 * index))
+        for label in CLASSES
+        for index in range(3)
+    }
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +59,13 @@ def make_app(model_path, tmp_path) -> Iterator[Callable]:
     apps = []
 
     def make(**config):
-        settings = {"TESTING": True, "MODEL_PATH": str(model_path),
-                    "INSTANCE_PATH": str(tmp_path / "instance"),
-                    "UPLOAD_FOLDER": str(tmp_path / "uploads"), **config}
+        settings = {
+            "TESTING": True,
+            "MODEL_PATH": str(model_path),
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "UPLOAD_FOLDER": str(tmp_path / "uploads"),
+            **config,
+        }
         app = create_app(settings)
         apps.append(app)
         return app
@@ -72,8 +79,9 @@ def make_app(model_path, tmp_path) -> Iterator[Callable]:
 def shared_app(model_path, tmp_path_factory):
     """One app with the tiny model for read-only tests (loading it once keeps the suite fast)."""
     folder = tmp_path_factory.mktemp("shared_app")
-    app = create_app({"TESTING": True, "MODEL_PATH": str(model_path),
-                      "INSTANCE_PATH": str(folder / "instance")})
+    app = create_app(
+        {"TESTING": True, "MODEL_PATH": str(model_path), "INSTANCE_PATH": str(folder / "instance")}
+    )
     yield app
     app.extensions["seafront.model"].stop()
 
@@ -98,7 +106,8 @@ def browser():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
         try:
             yield browser
         finally:
@@ -116,6 +125,7 @@ def live_server(model_path, tmp_path_factory) -> Iterator[LiveServer]:
 
 
 # --- a second model, for hot reload ---------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def renamed_model_path(tiny_learner, tmp_path_factory) -> Path:

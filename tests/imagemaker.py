@@ -15,8 +15,9 @@ CLASSES = ("mod", "rocker")
 RED, BLUE = (220, 40, 40), (40, 60, 220)
 
 
-def make_picture(label: str, rng: np.random.Generator,
-                 size: tuple[int, int] = (48, 64)) -> Image.Image:
+def make_picture(
+    label: str, rng: np.random.Generator, size: tuple[int, int] = (48, 64)
+) -> Image.Image:
     """A noisy two-band picture of class `label`, `size` = (width, height)."""
     width, height = size
     top, bottom = (RED, BLUE) if label == "mod" else (BLUE, RED)

@@ -29,8 +29,12 @@ RENAMED_CLASSES = ["punk", "teddy"]
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 20, every: float = 0.05,
-               message: str | Callable[[], str] = "the condition never held") -> T:
+def wait_until(
+    condition: Callable[[], T],
+    timeout: float = 20,
+    every: float = 0.05,
+    message: str | Callable[[], str] = "the condition never held",
+) -> T:
     """Call `condition` until it returns something truthy, and return that; AssertionError with
     `message` (a string, or a function that makes one) after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -53,8 +57,11 @@ def free_port() -> int:
 def service_settings(model_path: Path, **overrides: Any):
     """The model layer's ServiceSettings for `model_path`: the app's defaults, on the CPU, with
     `overrides` (ServiceSettings field names, e.g. model_reload_interval=0.1)."""
-    config = {"MODEL_PATH": str(model_path), "DEVICE": "cpu",
-              **{name.upper(): value for name, value in overrides.items()}}
+    config = {
+        "MODEL_PATH": str(model_path),
+        "DEVICE": "cpu",
+        **{name.upper(): value for name, value in overrides.items()},
+    }
     return settings.service_settings(config)
 
 
@@ -71,18 +78,39 @@ class LiveServer:
     Its instance folder (the secret key) is in `workdir`, never in the checkout.
     """
 
-    def __init__(self, model: Path, workdir: Path, *args: str, env: dict | None = None,
-                 port: int | None = None):
+    def __init__(
+        self,
+        model: Path,
+        workdir: Path,
+        *args: str,
+        env: dict | None = None,
+        port: int | None = None,
+    ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
-        environment = {**os.environ, "SEAFRONT_INSTANCE_PATH": str(workdir / "instance"),
-                       "PYTHONUNBUFFERED": "1", **(env or {})}
+        environment = {
+            **os.environ,
+            "SEAFRONT_INSTANCE_PATH": str(workdir / "instance"),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "application.py"), "--port", str(self.port),
-             "--model", str(model), *args],
-            cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                str(ROOT / "application.py"),
+                "--port",
+                str(self.port),
+                "--model",
+                str(model),
+                *args,
+            ],
+            cwd=ROOT,
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_ready(self, timeout: float = 60) -> LiveServer:
         """Block until /healthz answers, or fail with the server's log."""
@@ -95,8 +123,12 @@ class LiveServer:
             except (requests.ConnectionError, requests.Timeout):
                 return False
 
-        wait_until(ready, timeout, every=0.2,
-                   message=lambda: f"server not ready after {timeout} s:\n{self.log()}")
+        wait_until(
+            ready,
+            timeout,
+            every=0.2,
+            message=lambda: f"server not ready after {timeout} s:\n{self.log()}",
+        )
         return self
 
     def log(self) -> str:
@@ -117,14 +149,17 @@ class LiveServer:
 
 # --- the page without JavaScript ------------------------------------------------------------
 
-DATA_URL = re.compile(r'data:image/jpeg;base64,([A-Za-z0-9+/=]+)')
+DATA_URL = re.compile(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)")
 
 
 def upload(client, data: bytes, field: str = "file", filename: str = "photo.png"):
     """Read the page's CSRF token and post the form with `data` in `field`."""
     token = read_csrf_token(client.get("/").get_data(as_text=True))
-    return client.post("/", data={"csrf_token": token, field: (io.BytesIO(data), filename)},
-                       content_type="multipart/form-data")
+    return client.post(
+        "/",
+        data={"csrf_token": token, field: (io.BytesIO(data), filename)},
+        content_type="multipart/form-data",
+    )
 
 
 def result_page(client, data: bytes) -> str:

@@ -12,8 +12,11 @@ from .imagemaker import encode
 
 def post_file(client, data: bytes, filename: str = "photo.png"):
     """Post `data` as multipart field `file`."""
-    return client.post("/api/predict", data={"file": (io.BytesIO(data), filename)},
-                       content_type="multipart/form-data")
+    return client.post(
+        "/api/predict",
+        data={"file": (io.BytesIO(data), filename)},
+        content_type="multipart/form-data",
+    )
 
 
 def test_predict_answers_label_confidence_probabilities_and_device(client, png_pictures):
@@ -33,19 +36,34 @@ def test_a_raw_image_body_works_like_a_multipart_upload(client, png_pictures, na
     assert raw.get_json() == post_file(client, png_pictures[name]).get_json()
 
 
-@pytest.mark.parametrize(("send", "status", "words"), [
-    (lambda c: c.post("/api/predict"), 400, "No image was sent"),
-    (lambda c: c.post("/api/predict", data=b"{}", content_type="application/json"), 400,
-     "No image was sent"),
-    (lambda c: post_file(c, b""), 400, "empty"),
-    (lambda c: post_file(c, b"just some text", "notes.jpg"), 400, "could not be read"),
-    (lambda c: post_file(c, encode(Image.new("RGB", (400, 300)), "JPEG")[:2000]), 400,
-     "damaged or truncated"),
-    (lambda c: post_file(c, encode(Image.new("RGB", (32, 32)), "ICO"), "icon.png"), 415,
-     "not accepted"),
-    (lambda c: c.post("/api/predict", data=b"GIF89a-nope", content_type="image/gif"), 400,
-     "could not be read"),
-])
+@pytest.mark.parametrize(
+    ("send", "status", "words"),
+    [
+        (lambda c: c.post("/api/predict"), 400, "No image was sent"),
+        (
+            lambda c: c.post("/api/predict", data=b"{}", content_type="application/json"),
+            400,
+            "No image was sent",
+        ),
+        (lambda c: post_file(c, b""), 400, "empty"),
+        (lambda c: post_file(c, b"just some text", "notes.jpg"), 400, "could not be read"),
+        (
+            lambda c: post_file(c, encode(Image.new("RGB", (400, 300)), "JPEG")[:2000]),
+            400,
+            "damaged or truncated",
+        ),
+        (
+            lambda c: post_file(c, encode(Image.new("RGB", (32, 32)), "ICO"), "icon.png"),
+            415,
+            "not accepted",
+        ),
+        (
+            lambda c: c.post("/api/predict", data=b"GIF89a-nope", content_type="image/gif"),
+            400,
+            "could not be read",
+        ),
+    ],
+)
 def test_bad_requests_get_json_errors_with_the_right_status(client, send, status, words):
     answer = send(client)
     assert answer.status_code == status
@@ -55,8 +73,10 @@ def test_bad_requests_get_json_errors_with_the_right_status(client, send, status
 def test_an_upload_above_the_size_limit_gets_413(make_app, png_pictures):
     client = make_app(MAX_CONTENT_LENGTH=1000).test_client()
     big = encode(Image.effect_noise((200, 200), 64).convert("RGB"), "PNG")
-    for answer in (post_file(client, big),
-                   client.post("/api/predict", data=big, content_type="image/png")):
+    for answer in (
+        post_file(client, big),
+        client.post("/api/predict", data=big, content_type="image/png"),
+    ):
         assert answer.status_code == 413
         assert "larger than the limit" in answer.get_json()["error"]
 
@@ -73,8 +93,12 @@ def test_api_is_exempt_from_csrf(make_app, png_pictures):
 def test_healthz_reports_the_model(client):
     answer = client.get("/healthz")
     assert answer.status_code == 200
-    assert answer.get_json() == {"status": "ok", "model_loaded": True, "device": "cpu",
-                                 "classes": ["mod", "rocker"]}
+    assert answer.get_json() == {
+        "status": "ok",
+        "model_loaded": True,
+        "device": "cpu",
+        "classes": ["mod", "rocker"],
+    }
 
 
 @pytest.mark.parametrize(("path", "status"), [("/api/nothing", 404), ("/api/predict", 405)])
@@ -91,11 +115,14 @@ def camera_file(upright: Image.Image, stored: Image.Transpose, orientation: int 
     return encode(upright.transpose(stored), "JPEG", quality=95, exif=exif)
 
 
-@pytest.mark.parametrize(("stored", "orientation"), [
-    (Image.Transpose.ROTATE_90, 6),    # portrait, phone turned left
-    (Image.Transpose.ROTATE_270, 8),   # portrait, phone turned right
-    (Image.Transpose.ROTATE_180, 3),   # upside down
-])
+@pytest.mark.parametrize(
+    ("stored", "orientation"),
+    [
+        (Image.Transpose.ROTATE_90, 6),  # portrait, phone turned left
+        (Image.Transpose.ROTATE_270, 8),  # portrait, phone turned right
+        (Image.Transpose.ROTATE_180, 3),  # upside down
+    ],
+)
 def test_a_phone_photo_is_classified_upright(client, pictures, stored, orientation):
     upright = pictures["mod1"]
     reference = post_file(client, encode(upright, "JPEG", quality=95)).get_json()

@@ -24,7 +24,9 @@ def expected(tiny_learner, png_pictures) -> dict[str, list[float]]:
     answers = {}
     with tiny_learner.no_bar():
         for name, data in png_pictures.items():
-            _, _, probabilities = tiny_learner.predict(PILImage.create(decode_image(data, max_pixels=MAX_PIXELS)))
+            _, _, probabilities = tiny_learner.predict(
+                PILImage.create(decode_image(data, max_pixels=MAX_PIXELS))
+            )
             answers[name] = probabilities.tolist()
     return answers
 
@@ -49,15 +51,17 @@ def test_the_test_pictures_cover_both_classes(expected):
     assert labels == {0, 1}
 
 
-def test_concurrent_clients_in_process_each_get_their_own_answer(shared_app, png_pictures,
-                                                                 expected):
+def test_concurrent_clients_in_process_each_get_their_own_answer(
+    shared_app, png_pictures, expected
+):
     classes = ["mod", "rocker"]
     names = interleaved(list(png_pictures), CLIENTS * ROUNDS)
 
     def ask(name: str):
         client = shared_app.test_client()
-        answer = client.post("/api/predict", data={"file": (io.BytesIO(png_pictures[name]),
-                                                            "same-name.png")})
+        answer = client.post(
+            "/api/predict", data={"file": (io.BytesIO(png_pictures[name]), "same-name.png")}
+        )
         return name, answer.status_code, answer.get_json()
 
     with ThreadPoolExecutor(CLIENTS) as pool:
@@ -67,8 +71,9 @@ def test_concurrent_clients_in_process_each_get_their_own_answer(shared_app, png
         assert_matches(name, body, expected, classes)
 
 
-def test_concurrent_clients_over_http_each_get_their_own_answer(live_server, png_pictures,
-                                                               expected):
+def test_concurrent_clients_over_http_each_get_their_own_answer(
+    live_server, png_pictures, expected
+):
     names = interleaved(list(png_pictures), CLIENTS * ROUNDS)
 
     def ask(name: str):
@@ -86,8 +91,12 @@ def test_concurrent_clients_over_http_each_get_their_own_answer(live_server, png
 
 def test_no_progress_bar_reaches_the_server_log(live_server, png_pictures):
     for data in list(png_pictures.values())[:4]:
-        requests.post(f"{live_server.url}/api/predict", data=data,
-                      headers={"Content-Type": "image/png"}, timeout=60)
+        requests.post(
+            f"{live_server.url}/api/predict",
+            data=data,
+            headers={"Content-Type": "image/png"},
+            timeout=60,
+        )
     log = live_server.log()
     assert "POST /api/predict" in log
     assert not re.search(r"█|\d+\.\d+% \[|\[\d+/\d+ ", log)

@@ -32,13 +32,15 @@ def test_the_pages_work_without_any_csp_violation(live_server, browser_page, png
     # Bootstrap's CSS really applied (served locally, allowed by style-src 'self')
     assert page.eval_on_selector(".navbar", "e => getComputedStyle(e).display") == "flex"
     # the script path: preview (blob:), classify (fetch), thumbnail and heat map (data:)
-    page.set_input_files("#file", {"name": "mod0.png", "mimeType": "image/png",
-                                   "buffer": png_pictures["mod0"]})
+    page.set_input_files(
+        "#file", {"name": "mod0.png", "mimeType": "image/png", "buffer": png_pictures["mod0"]}
+    )
     page.get_by_role("button", name="Classify").click()
     page.locator("#result .result-label").filter(has_text="mod").wait_for()
     page.get_by_role("button", name="Why? Show where the model looked").click()
     page.wait_for_function(
-        "() => document.querySelector('#result .result-heatmap')?.naturalWidth > 0")
+        "() => document.querySelector('#result .result-heatmap')?.naturalWidth > 0"
+    )
     for path in ("/model", "/no/such/page"):
         page.goto(live_server.url + path)
     assert "Error 404" in page.content()
@@ -54,8 +56,10 @@ def test_the_plain_form_works_without_any_csp_violation(live_server, browser, pn
     page.on("console", lambda message: lines.append(message.text))
     try:
         page.goto(live_server.url + "/")
-        page.set_input_files("#file", {"name": "rocker0.png", "mimeType": "image/png",
-                                       "buffer": png_pictures["rocker0"]})
+        page.set_input_files(
+            "#file",
+            {"name": "rocker0.png", "mimeType": "image/png", "buffer": png_pictures["rocker0"]},
+        )
         with page.expect_navigation():
             page.get_by_role("button", name="Classify").click()
         assert "That picture belongs to rocker" in page.content()

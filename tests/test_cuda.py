@@ -24,8 +24,17 @@ from webapp.cli import FLAGGED
 
 from .support import MAX_PIXELS, LiveServer
 
-CUDA_CALLS = ("is_available", "device_count", "init", "_lazy_init", "current_device",
-              "get_device_name", "get_device_capability", "get_arch_list", "set_device")
+CUDA_CALLS = (
+    "is_available",
+    "device_count",
+    "init",
+    "_lazy_init",
+    "current_device",
+    "get_device_name",
+    "get_device_capability",
+    "get_arch_list",
+    "set_device",
+)
 
 
 def usable_gpu() -> bool:
@@ -42,9 +51,11 @@ def cuda_trap(monkeypatch) -> list[str]:
     """Make every torch.cuda entry point record its name and fail, as a forked worker would."""
     touched: list[str] = []
     for name in CUDA_CALLS:
+
         def trap(*args, name=name, **kwargs):
             touched.append(name)
             raise AssertionError(f"torch.cuda.{name} called")
+
         monkeypatch.setattr(torch.cuda, name, trap)
     return touched
 
@@ -54,8 +65,11 @@ def test_the_gunicorn_master_never_touches_cuda(cuda_trap, monkeypatch, model_pa
         monkeypatch.setenv(setting.env, str(setting.default))  # main() writes the flags here
     monkeypatch.setenv("SEAFRONT_INSTANCE_PATH", str(tmp_path))
     started = {}
-    monkeypatch.setattr(server, "serve", lambda load_app, options: started.update(
-        load_app=load_app, options=options))
+    monkeypatch.setattr(
+        server,
+        "serve",
+        lambda load_app, options: started.update(load_app=load_app, options=options),
+    )
     cli.main(["--port", "0", "--model", str(model_path)])
     assert not started["options"].get("preload_app")
     assert cuda_trap == []
@@ -79,8 +93,12 @@ def test_the_app_is_built_by_gunicorns_worker_hook_not_before(monkeypatch):
 def gpu_pair(model_path):
     """The tiny model on the CPU (fp32) and on the GPU with the serving defaults."""
     cpu = Classifier(load_export(model_path), torch.device("cpu"), model_path)
-    gpu = Classifier(load_export(model_path), torch.device("cuda:0"), model_path,
-                     torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    gpu = Classifier(
+        load_export(model_path),
+        torch.device("cuda:0"),
+        model_path,
+        torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16,
+    )
     warm_up(gpu, 8)
     return cpu, gpu
 
@@ -88,7 +106,8 @@ def gpu_pair(model_path):
 @pytest.mark.cuda
 @needs_gpu
 def test_on_a_gpu_the_model_runs_in_eval_mode_with_autocast_and_keeps_every_label(
-        gpu_pair, pictures):
+    gpu_pair, pictures
+):
     cpu, gpu = gpu_pair
     assert not gpu.model.training and next(gpu.model.parameters()).is_cuda
     items = [image.copy() for image in pictures.values()]
@@ -121,13 +140,20 @@ def test_on_a_gpu_only_the_worker_holds_a_cuda_context(model_path, tmp_path, pic
     try:
         live.wait_ready(timeout=120)
         assert requests.get(f"{live.url}/healthz", timeout=5).json()["device"] == "cuda:0"
-        answer = requests.post(f"{live.url}/api/predict", data=photo_jpeg("china.jpg", VGA),
-                               headers={"Content-Type": "image/jpeg"}, timeout=60)
+        answer = requests.post(
+            f"{live.url}/api/predict",
+            data=photo_jpeg("china.jpg", VGA),
+            headers={"Content-Type": "image/jpeg"},
+            timeout=60,
+        )
         assert answer.status_code == 200 and answer.json()["device"] == "cuda:0"
         if shutil.which("nvidia-smi"):
             listed = subprocess.run(
                 ["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"],
-                capture_output=True, text=True, check=True).stdout.split()
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
             assert str(live.process.pid) not in listed
     finally:
         live.stop()

@@ -22,19 +22,21 @@ from classifier.predictor import Classifier
 SQUARE = 16  # side of the bright square, in pixels of a 64x64 photo
 
 
-def square_pixels(corner: tuple[int, int] | None, rng: np.random.Generator,
-                  size: tuple[int, int] = (64, 64)) -> np.ndarray:
+def square_pixels(
+    corner: tuple[int, int] | None, rng: np.random.Generator, size: tuple[int, int] = (64, 64)
+) -> np.ndarray:
     """Dark noise, with a bright square whose top-left is `corner` (class "square") or without."""
     width, height = size
     pixels = rng.normal(50, 20, (height, width, 3))
     if corner is not None:
         x, y = corner
-        pixels[y:y + SQUARE, x:x + SQUARE] = 230
+        pixels[y : y + SQUARE, x : x + SQUARE] = 230
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
-def square_photo(corner: tuple[int, int] | None, rng: np.random.Generator,
-                 size: tuple[int, int] = (64, 64)) -> Image.Image:
+def square_photo(
+    corner: tuple[int, int] | None, rng: np.random.Generator, size: tuple[int, int] = (64, 64)
+) -> Image.Image:
     """square_pixels as a photo."""
     return Image.fromarray(square_pixels(corner, rng, size), "RGB")
 
@@ -42,10 +44,16 @@ def square_photo(corner: tuple[int, int] | None, rng: np.random.Generator,
 def small_cnn(classes: int = 2) -> nn.Module:
     """Three convolutions and global average pooling: it can tell *that* there is a square."""
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, stride=2), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, classes))
+        nn.Conv2d(3, 8, 3, padding=1, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, classes),
+    )
 
 
 def train_square_model(steps: int = 60, batch_size: int = 32) -> nn.Module:
@@ -59,8 +67,12 @@ def train_square_model(steps: int = 60, batch_size: int = 32) -> nn.Module:
     try:
         for _ in range(steps):
             labels = rng.integers(0, 2, batch_size)
-            pixels = np.stack([square_pixels(tuple(rng.integers(0, 24, 2)) if label else None,
-                                             rng, (32, 32)) for label in labels])
+            pixels = np.stack(
+                [
+                    square_pixels(tuple(rng.integers(0, 24, 2)) if label else None, rng, (32, 32))
+                    for label in labels
+                ]
+            )
             # scaled to [0, 1] as fastai's IntToFloatTensor does
             batch = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
             loss = nn.functional.cross_entropy(model(batch), torch.from_numpy(labels))
@@ -80,8 +92,9 @@ def classifier_around(model: nn.Module, folder: Path) -> Classifier:
         (folder / label).mkdir(parents=True)
         for index in range(4):  # the vocabulary comes from the training split: both classes
             square_photo(corner, rng).save(folder / label / f"{index}.png")
-    dls = ImageDataLoaders.from_folder(folder, valid_pct=0.25, seed=0, item_tfms=Resize(32), bs=2,
-                                       num_workers=0)
+    dls = ImageDataLoaders.from_folder(
+        folder, valid_pct=0.25, seed=0, item_tfms=Resize(32), bs=2, num_workers=0
+    )
     learner = Learner(dls, model, loss_func=CrossEntropyLossFlat())
     return Classifier(learner, torch.device("cpu"), folder / "export.pkl")
 
@@ -104,11 +117,15 @@ def hot_spot(heat: np.ndarray) -> tuple[int, int]:
     return int(x), int(y)
 
 
-@pytest.mark.parametrize(("model", "expected"), [
-    (small_cnn(), lambda model: model[4]),
-    (torchvision.models.resnet18(weights=None), lambda model: model.layer4[-1].conv2),
-    (nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), lambda model: None),
-], ids=["sequential", "resnet18", "no-convolution"])
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (small_cnn(), lambda model: model[4]),
+        (torchvision.models.resnet18(weights=None), lambda model: model.layer4[-1].conv2),
+        (nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), lambda model: None),
+    ],
+    ids=["sequential", "resnet18", "no-convolution"],
+)
 def test_the_last_convolution_is_found_in_any_model(model, expected):
     assert last_conv_layer(model) is expected(model)
 
@@ -120,15 +137,18 @@ def test_the_square_model_has_learnt_its_task(square_classifier):
     assert [answer.label for answer in answers] == ["square", "plain"]
 
 
-@pytest.mark.parametrize("corner", [(2, 2), (46, 2), (2, 46), (46, 46), (24, 24)],
-                         ids=["top-left", "top-right", "bottom-left", "bottom-right", "centre"])
+@pytest.mark.parametrize(
+    "corner",
+    [(2, 2), (46, 2), (2, 46), (46, 46), (24, 24)],
+    ids=["top-left", "top-right", "bottom-left", "bottom-right", "centre"],
+)
 def test_the_hot_area_lies_on_the_square_that_decides_the_class(explainer, corner):
     photo = square_photo(corner, np.random.default_rng(3))
     heat = explainer.explain(photo, "square").heat(photo.size)
     x, y = corner
     spot_x, spot_y = hot_spot(heat)
     assert x - 2 <= spot_x < x + SQUARE + 2 and y - 2 <= spot_y < y + SQUARE + 2
-    inside = heat[y:y + SQUARE, x:x + SQUARE].mean()
+    inside = heat[y : y + SQUARE, x : x + SQUARE].mean()
     assert inside > 3 * heat.mean()
 
 

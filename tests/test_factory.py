@@ -46,10 +46,12 @@ def test_other_missing_module_attributes_still_raise():
 
 
 def test_secret_key_is_generated_once_and_kept_owner_only(tmp_path):
-    first = create_app({"MODEL_PATH": str(tmp_path / "none.pkl"),
-                        "INSTANCE_PATH": str(tmp_path / "instance")})
-    again = create_app({"MODEL_PATH": str(tmp_path / "none.pkl"),
-                        "INSTANCE_PATH": str(tmp_path / "instance")})
+    first = create_app(
+        {"MODEL_PATH": str(tmp_path / "none.pkl"), "INSTANCE_PATH": str(tmp_path / "instance")}
+    )
+    again = create_app(
+        {"MODEL_PATH": str(tmp_path / "none.pkl"), "INSTANCE_PATH": str(tmp_path / "instance")}
+    )
     key_file = tmp_path / "instance" / "secret_key"
     assert first.config["SECRET_KEY"] == again.config["SECRET_KEY"] == key_file.read_text()
     assert len(first.config["SECRET_KEY"]) == 64
@@ -59,8 +61,9 @@ def test_secret_key_is_generated_once_and_kept_owner_only(tmp_path):
 def test_secret_key_from_the_environment_wins(tmp_path, monkeypatch):
     key = secrets.token_hex(32)
     monkeypatch.setenv("SEAFRONT_SECRET_KEY", key)
-    app = create_app({"MODEL_PATH": str(tmp_path / "none.pkl"),
-                      "INSTANCE_PATH": str(tmp_path / "instance")})
+    app = create_app(
+        {"MODEL_PATH": str(tmp_path / "none.pkl"), "INSTANCE_PATH": str(tmp_path / "instance")}
+    )
     assert app.config["SECRET_KEY"] == key
     assert not (tmp_path / "instance" / "secret_key").exists()
 

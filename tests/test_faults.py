@@ -28,8 +28,14 @@ THREADS = 2
 @pytest.fixture(scope="module")
 def narrow_server(model_path, tmp_path_factory):
     """One worker with two threads and a 2 s read timeout: easy to fill with slow clients."""
-    server = LiveServer(model_path, tmp_path_factory.mktemp("narrow"), "--threads", str(THREADS),
-                        "--read-timeout", str(READ_TIMEOUT))
+    server = LiveServer(
+        model_path,
+        tmp_path_factory.mktemp("narrow"),
+        "--threads",
+        str(THREADS),
+        "--read-timeout",
+        str(READ_TIMEOUT),
+    )
     try:
         yield server.wait_ready()
     finally:
@@ -54,17 +60,19 @@ def two_workers(model_path, tmp_path_factory):
 def raw_post_start(server: LiveServer, body_length: int, sent: bytes) -> socket.socket:
     """Open a connection and send the headers of an image POST and the first bytes of its body."""
     connection = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-    connection.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                       b"Content-Type: image/png\r\nContent-Length: %d\r\n\r\n" % body_length
-                       + sent)
+    connection.sendall(
+        b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: image/png\r\nContent-Length: %d\r\n\r\n" % body_length + sent
+    )
     return connection
 
 
 def timed_predict(server: LiveServer, data: bytes) -> tuple[int, float]:
     """POST `data` as a raw PNG body: status and seconds taken."""
     started = time.monotonic()
-    answer = requests.post(f"{server.url}/api/predict", data=data,
-                           headers={"Content-Type": "image/png"}, timeout=60)
+    answer = requests.post(
+        f"{server.url}/api/predict", data=data, headers={"Content-Type": "image/png"}, timeout=60
+    )
     return answer.status_code, time.monotonic() - started
 
 
@@ -80,7 +88,8 @@ def read_answer(connection: socket.socket) -> bytes:
 
 
 def test_clients_that_stall_or_trickle_hold_a_thread_no_longer_than_the_read_timeout(
-        narrow_server, png_pictures):
+    narrow_server, png_pictures
+):
     image = png_pictures["mod0"]
     stalled = [raw_post_start(narrow_server, len(image), image[:100]) for _ in range(THREADS)]
     headers_only = socket.create_connection(("127.0.0.1", narrow_server.port), timeout=30)
@@ -151,35 +160,49 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(two_workers,
     assert victim not in worker_pids(two_workers)
     # the replacement has loaded the model (a later test counts on both workers serving it)
     replacement = (worker_pids(two_workers) - before).pop()
-    wait_until(lambda: f"[{replacement}] classifier.service: Loaded" in two_workers.log(), 90,
-               message="the replacement worker never loaded the model")
+    wait_until(
+        lambda: f"[{replacement}] classifier.service: Loaded" in two_workers.log(),
+        90,
+        message="the replacement worker never loaded the model",
+    )
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(lambda name: timed_predict(two_workers, png_pictures[name])[0],
-                                 list(png_pictures) * 4))
+        statuses = list(
+            pool.map(
+                lambda name: timed_predict(two_workers, png_pictures[name])[0],
+                list(png_pictures) * 4,
+            )
+        )
     assert statuses == [200] * len(statuses)
 
 
-def labels_until(server: LiveServer, data: bytes, wanted: str, in_a_row: int = 12,
-                 timeout: float = 90) -> list[str]:
+def labels_until(
+    server: LiveServer, data: bytes, wanted: str, in_a_row: int = 12, timeout: float = 90
+) -> list[str]:
     """Predict until `in_a_row` answers in a row are `wanted` (both workers switched)."""
     labels, deadline = [], time.monotonic() + timeout
     while labels[-in_a_row:] != [wanted] * in_a_row:
         assert time.monotonic() < deadline, f"still {labels[-in_a_row:]}"
-        answer = requests.post(f"{server.url}/api/predict", data=data,
-                               headers={"Content-Type": "image/png"}, timeout=60)
+        answer = requests.post(
+            f"{server.url}/api/predict",
+            data=data,
+            headers={"Content-Type": "image/png"},
+            timeout=60,
+        )
         assert answer.status_code == 200, answer.text
         labels.append(answer.json()["label"])
         time.sleep(0.05)
     return labels
 
 
-def wait_until_reloaded(server: LiveServer, pids: set[int], data: bytes, words: str,
-                        timeout: float = 90) -> None:
+def wait_until_reloaded(
+    server: LiveServer, pids: set[int], data: bytes, words: str, timeout: float = 90
+) -> None:
     """Send parallel predictions until every worker in `pids` has logged its reload."""
     deadline = time.monotonic() + timeout
     while True:
-        reloaded = {int(pid) for pid in re.findall(rf"\[(\d+)\] [\w.]+: Reloaded .*{words}",
-                                                   server.log())}
+        reloaded = {
+            int(pid) for pid in re.findall(rf"\[(\d+)\] [\w.]+: Reloaded .*{words}", server.log())
+        }
         if pids <= reloaded:
             return
         assert time.monotonic() < deadline, f"workers {pids - reloaded} never reloaded"
@@ -188,7 +211,8 @@ def wait_until_reloaded(server: LiveServer, pids: set[int], data: bytes, words: 
 
 
 def test_a_replaced_model_is_served_without_a_restart_and_a_broken_one_is_refused(
-        two_workers, renamed_model_path, png_pictures):
+    two_workers, renamed_model_path, png_pictures
+):
     pids = worker_pids(two_workers)
     staging = two_workers.model.with_name("export.pkl.new")
     shutil.copyfile(renamed_model_path, staging)
@@ -197,8 +221,10 @@ def test_a_replaced_model_is_served_without_a_restart_and_a_broken_one_is_refuse
     wait_until_reloaded(two_workers, pids, png_pictures["mod0"], "classes punk, teddy")
     labels = labels_until(two_workers, png_pictures["mod0"], "punk")
     assert set(labels) <= {"mod", "punk"}
-    assert requests.get(f"{two_workers.url}/healthz", timeout=10).json()["classes"] == \
-        ["punk", "teddy"]
+    assert requests.get(f"{two_workers.url}/healthz", timeout=10).json()["classes"] == [
+        "punk",
+        "teddy",
+    ]
 
     two_workers.model.write_bytes(b"half a file")  # a broken copy, in place
     deadline = time.monotonic() + 60

@@ -1,4 +1,5 @@
-""""Wrong? It is a ...": the photo is kept as uploads/feedback/<label>/<uuid>.jpg, on click only."""
+"""Feedback ("Wrong? It is a ..."): the photo is kept as uploads/feedback/<label>/<uuid>.jpg,
+on click only."""
 
 from __future__ import annotations
 
@@ -30,18 +31,23 @@ def send_file(client, data: bytes, label: str, token: str | None = "read", filen
         token = hidden_value(client.get("/").get_data(as_text=True), "csrf_token")
     if token:
         fields["csrf_token"] = token
-    return client.post("/feedback", data=fields, headers=JSON,
-                       content_type="multipart/form-data")
+    return client.post("/feedback", data=fields, headers=JSON, content_type="multipart/form-data")
 
 
 def test_without_javascript_the_button_keeps_the_photo_under_its_class(
-        make_app, pictures, png_pictures, tmp_path):
+    make_app, pictures, png_pictures, tmp_path
+):
     client = make_app().test_client()
     html = result_page(client, png_pictures["mod0"])
     assert saved(tmp_path) == []  # nothing is written before the click
-    answer = client.post("/feedback", data={"csrf_token": hidden_value(html, "csrf_token"),
-                                            "result": hidden_value(html, "result"),
-                                            "label": "rocker"})
+    answer = client.post(
+        "/feedback",
+        data={
+            "csrf_token": hidden_value(html, "csrf_token"),
+            "result": hidden_value(html, "result"),
+            "label": "rocker",
+        },
+    )
     assert answer.status_code == 302
     [path] = saved(tmp_path)
     assert path.parent == tmp_path / "uploads" / "feedback" / "rocker"
@@ -53,7 +59,8 @@ def test_without_javascript_the_button_keeps_the_photo_under_its_class(
 
 
 def test_with_javascript_the_photo_sent_again_is_kept_without_its_metadata(
-        make_app, pictures, tmp_path):
+    make_app, pictures, tmp_path
+):
     client = make_app().test_client()
     exif = Image.Exif()
     exif[0x010F] = "SecretCam"  # camera maker; phones add the location the same way
@@ -61,8 +68,11 @@ def test_with_javascript_the_photo_sent_again_is_kept_without_its_metadata(
     sideways = pictures["rocker1"].transpose(Image.Transpose.ROTATE_90)
     answer = send_file(client, encode(sideways, "JPEG", exif=exif, quality=95), "mod")
     assert answer.status_code == 200
-    assert answer.get_json() == {"saved": True, "label": "mod", "message": (
-        "Thank you: the photo is kept as an example of mod for the next training.")}
+    assert answer.get_json() == {
+        "saved": True,
+        "label": "mod",
+        "message": ("Thank you: the photo is kept as an example of mod for the next training."),
+    }
     [path] = saved(tmp_path)
     assert path.parent.name == "mod"
     with Image.open(path) as photo:
@@ -78,8 +88,14 @@ def test_a_large_jpeg_is_kept_at_1024_pixels_on_its_longer_side(make_app, tmp_pa
         assert send_file(client, big, "mod").status_code == 200
     else:
         html = result_page(client, big)
-        client.post("/feedback", data={"csrf_token": hidden_value(html, "csrf_token"),
-                                       "result": hidden_value(html, "result"), "label": "mod"})
+        client.post(
+            "/feedback",
+            data={
+                "csrf_token": hidden_value(html, "csrf_token"),
+                "result": hidden_value(html, "result"),
+                "label": "mod",
+            },
+        )
     with Image.open(saved(tmp_path)[0]) as photo:
         assert photo.size == (1024, 683)
 
@@ -109,8 +125,9 @@ def test_a_file_that_is_not_a_picture_is_refused(make_app, tmp_path, data, statu
 def test_a_result_not_kept_any_more_asks_to_upload_again(make_app, tmp_path):
     client = make_app().test_client()
     token = hidden_value(client.get("/").get_data(as_text=True), "csrf_token")
-    answer = client.post("/feedback", headers=JSON,
-                         data={"csrf_token": token, "result": "gone", "label": "mod"})
+    answer = client.post(
+        "/feedback", headers=JSON, data={"csrf_token": token, "result": "gone", "label": "mod"}
+    )
     assert answer.status_code == 410 and "upload it again" in answer.get_json()["error"]
     assert saved(tmp_path) == []
 
@@ -133,8 +150,9 @@ def test_the_oldest_feedback_goes_when_the_cap_is_reached(make_app, png_pictures
     assert len(saved(tmp_path)) == 2 and first not in saved(tmp_path)
 
 
-def test_the_folders_are_class_folders_that_fastai_reads_as_labels(make_app, png_pictures,
-                                                                    tmp_path):
+def test_the_folders_are_class_folders_that_fastai_reads_as_labels(
+    make_app, png_pictures, tmp_path
+):
     client = make_app().test_client()
     for picture, label in (("mod0", "rocker"), ("rocker0", "mod"), ("rocker1", "mod")):
         send_file(client, png_pictures[picture], label)

@@ -22,20 +22,32 @@ from .support import service_settings
 
 # a small pixel limit keeps each example cheap; the code path is the same as with the default
 FUZZ_MAX_PIXELS = 1_000_000
-FUZZ = settings(max_examples=150, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def seed_images() -> list[bytes]:
     """Valid uploads in every accepted format and several modes, for the mutations to break."""
     mod, rocker = picture("mod", (40, 30)), picture("rocker", (30, 40))
     return [
-        encode(mod, "JPEG", quality=80), encode(rocker, "JPEG", progressive=True),
-        encode(mod.convert("CMYK"), "JPEG"), ycck_jpeg(rocker),
-        encode(rocker, "PNG"), encode(mod.convert("P"), "PNG", transparency=0),
-        encode(mod.convert("LA"), "PNG"), sixteen_bit_rgb_png(rocker),
-        encode(mod.convert("P"), "GIF"), encode(rocker, "WEBP"), encode(mod, "WEBP", lossless=True),
-        encode(rocker, "BMP"), encode(mod, "TIFF"), encode(rocker, "TIFF", compression="tiff_lzw"),
+        encode(mod, "JPEG", quality=80),
+        encode(rocker, "JPEG", progressive=True),
+        encode(mod.convert("CMYK"), "JPEG"),
+        ycck_jpeg(rocker),
+        encode(rocker, "PNG"),
+        encode(mod.convert("P"), "PNG", transparency=0),
+        encode(mod.convert("LA"), "PNG"),
+        sixteen_bit_rgb_png(rocker),
+        encode(mod.convert("P"), "GIF"),
+        encode(rocker, "WEBP"),
+        encode(mod, "WEBP", lossless=True),
+        encode(rocker, "BMP"),
+        encode(mod, "TIFF"),
+        encode(rocker, "TIFF", compression="tiff_lzw"),
         encode(mod, "JPEG", exif=_exif_with_orientation(6)),
     ]
 
@@ -48,9 +60,22 @@ def _exif_with_orientation(value: int) -> Image.Exif:
 
 
 SEEDS = seed_images()
-MAGIC = [b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"GIF87a",
-         b"RIFF\x00\x00\x00\x00WEBPVP8 ", b"RIFF\x00\x00\x00\x00WEBPVP8L", b"BM", b"II*\x00",
-         b"MM\x00*", b"\x00\x00\x01\x00", b"%!PS-Adobe-3.0", b"8BPS", b"\x00\x00\x00\x0cjP  "]
+MAGIC = [
+    b"\xff\xd8\xff\xe0",
+    b"\xff\xd8\xff\xe1",
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF89a",
+    b"GIF87a",
+    b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+    b"RIFF\x00\x00\x00\x00WEBPVP8L",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"\x00\x00\x01\x00",
+    b"%!PS-Adobe-3.0",
+    b"8BPS",
+    b"\x00\x00\x00\x0cjP  ",
+]
 
 
 @st.composite
@@ -64,11 +89,11 @@ def mutated_images(draw) -> bytes:
             data[at] ^= 1 << draw(st.integers(0, 7))
         elif kind == "overwrite":
             chunk = draw(st.binary(min_size=1, max_size=16))
-            data[at:at + len(chunk)] = chunk
+            data[at : at + len(chunk)] = chunk
         elif kind == "insert":
             data[at:at] = draw(st.binary(min_size=1, max_size=64))
         elif kind == "delete":
-            del data[at:at + draw(st.integers(1, 64))]
+            del data[at : at + draw(st.integers(1, 64))]
         else:
             del data[at:]
     return bytes(data)
@@ -77,8 +102,7 @@ def mutated_images(draw) -> bytes:
 @pytest.fixture(scope="module")
 def service(model_path):
     """The serving path the app uses, on the tiny model."""
-    service = ModelService(service_settings(model_path,
-                                           max_pixels=FUZZ_MAX_PIXELS))
+    service = ModelService(service_settings(model_path, max_pixels=FUZZ_MAX_PIXELS))
     service.start()
     yield service
     service.stop()

@@ -74,8 +74,11 @@ def test_the_corpus_covers_every_answer_and_only_allowed_ones():
 
 @pytest.mark.parametrize("item", CORPUS, ids=IDS)
 def test_api_multipart(client, item):
-    answer = client.post("/api/predict", content_type="multipart/form-data",
-                         data={"file": (io.BytesIO(item.data), item.filename, item.content_type)})
+    answer = client.post(
+        "/api/predict",
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(item.data), item.filename, item.content_type)},
+    )
     assert answer.is_json
     check_json_answer(item, answer.status_code, answer.get_json())
 
@@ -89,9 +92,15 @@ def test_api_raw_body(client, item):
 
 @pytest.mark.parametrize("item", CORPUS, ids=IDS)
 def test_form(client, csrf_token, item):
-    answer = client.post("/", content_type="multipart/form-data", follow_redirects=True,
-                         data={"csrf_token": csrf_token,
-                               "file": (io.BytesIO(item.data), item.filename, item.content_type)})
+    answer = client.post(
+        "/",
+        content_type="multipart/form-data",
+        follow_redirects=True,
+        data={
+            "csrf_token": csrf_token,
+            "file": (io.BytesIO(item.data), item.filename, item.content_type),
+        },
+    )
     check_page_answer(item, answer.status_code, answer.get_data(as_text=True))
 
 
@@ -103,11 +112,16 @@ def test_the_corpus_over_http_leaves_the_server_serving(live_server, png_picture
         upload = {"file": (item.filename, item.data, item.content_type)}
         api = requests.post(f"{live_server.url}/api/predict", files=upload, timeout=60)
         check_json_answer(item, api.status_code, api.json())
-        page = browser.post(f"{live_server.url}/", data={"csrf_token": token}, files=upload,
-                            timeout=60)
+        page = browser.post(
+            f"{live_server.url}/", data={"csrf_token": token}, files=upload, timeout=60
+        )
         check_page_answer(item, page.status_code, page.text)
     assert requests.get(f"{live_server.url}/healthz", timeout=10).json()["status"] == "ok"
-    good = requests.post(f"{live_server.url}/api/predict", data=png_pictures["mod0"],
-                         headers={"Content-Type": "image/png"}, timeout=60)
+    good = requests.post(
+        f"{live_server.url}/api/predict",
+        data=png_pictures["mod0"],
+        headers={"Content-Type": "image/png"},
+        timeout=60,
+    )
     assert good.status_code == 200 and good.json()["label"] == "mod"
     assert "Traceback" not in live_server.log()

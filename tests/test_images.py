@@ -26,20 +26,38 @@ def gradient(mode: str = "RGB", size=(60, 40)) -> Image.Image:
     return Image.fromarray(rgb, "RGB").convert(mode) if mode != "RGB" else Image.fromarray(rgb)
 
 
-@pytest.mark.parametrize(("format", "options"), [
-    ("JPEG", {}), ("PNG", {}), ("WEBP", {}), ("GIF", {}), ("BMP", {}), ("TIFF", {}),
-    ("WEBP", {"lossless": True}), ("TIFF", {"compression": "tiff_lzw"}),
-])
+@pytest.mark.parametrize(
+    ("format", "options"),
+    [
+        ("JPEG", {}),
+        ("PNG", {}),
+        ("WEBP", {}),
+        ("GIF", {}),
+        ("BMP", {}),
+        ("TIFF", {}),
+        ("WEBP", {"lossless": True}),
+        ("TIFF", {"compression": "tiff_lzw"}),
+    ],
+)
 def test_accepted_formats_decode_to_rgb(format, options):
     image = decode_image(encode(gradient(), format, **options), max_pixels=MAX_PIXELS)
     assert (image.mode, image.size) == ("RGB", (60, 40))
 
 
-@pytest.mark.parametrize(("mode", "format", "options"), [
-    ("CMYK", "JPEG", {}), ("CMYK", "TIFF", {}), ("P", "PNG", {}),
-    ("P", "PNG", {"transparency": 0}), ("L", "PNG", {}), ("LA", "PNG", {}), ("RGBA", "PNG", {}),
-    ("1", "BMP", {}), ("RGBA", "WEBP", {}),
-])
+@pytest.mark.parametrize(
+    ("mode", "format", "options"),
+    [
+        ("CMYK", "JPEG", {}),
+        ("CMYK", "TIFF", {}),
+        ("P", "PNG", {}),
+        ("P", "PNG", {"transparency": 0}),
+        ("L", "PNG", {}),
+        ("LA", "PNG", {}),
+        ("RGBA", "PNG", {}),
+        ("1", "BMP", {}),
+        ("RGBA", "WEBP", {}),
+    ],
+)
 def test_every_mode_becomes_rgb(mode, format, options):
     source = gradient(mode)
     assert decode_image(encode(source, format, **options), max_pixels=MAX_PIXELS).mode == "RGB"
@@ -48,7 +66,9 @@ def test_every_mode_becomes_rgb(mode, format, options):
 @pytest.mark.parametrize("format", ["PNG", "TIFF"])
 def test_sixteen_bit_images_become_rgb(format):
     pixels = np.arange(40 * 60, dtype=np.uint16).reshape(40, 60) * 20
-    assert decode_image(encode(Image.fromarray(pixels), format), max_pixels=MAX_PIXELS).mode == "RGB"
+    assert (
+        decode_image(encode(Image.fromarray(pixels), format), max_pixels=MAX_PIXELS).mode == "RGB"
+    )
 
 
 def test_sixteen_bit_grey_keeps_its_brightness():
@@ -63,28 +83,40 @@ def test_gif_gives_its_first_frame():
     assert decode_image(data, max_pixels=MAX_PIXELS).getpixel((5, 5)) == (255, 0, 0)
 
 
-@pytest.mark.parametrize(("orientation", "stored"), [
-    (6, Image.Transpose.ROTATE_90),   # phone held upright: stored turned, shown turned back
-    (8, Image.Transpose.ROTATE_270),
-    (3, Image.Transpose.ROTATE_180),
-])
+@pytest.mark.parametrize(
+    ("orientation", "stored"),
+    [
+        (6, Image.Transpose.ROTATE_90),  # phone held upright: stored turned, shown turned back
+        (8, Image.Transpose.ROTATE_270),
+        (3, Image.Transpose.ROTATE_180),
+    ],
+)
 def test_exif_orientation_is_applied(orientation, stored):
     upright = gradient()
     exif = Image.Exif()
     exif[0x0112] = orientation
     data = encode(upright.transpose(stored), "PNG", exif=exif)
-    assert np.array_equal(np.asarray(decode_image(data, max_pixels=MAX_PIXELS)), np.asarray(upright))
+    assert np.array_equal(
+        np.asarray(decode_image(data, max_pixels=MAX_PIXELS)), np.asarray(upright)
+    )
 
 
-@pytest.mark.parametrize(("data", "error", "words"), [
-    (b"", EmptyImageError, "empty"),
-    (b"hello, this is text", UnreadableImageError, "could not be read"),
-    (b"<html><body>hi</body></html>", UnreadableImageError, "could not be read"),
-    (encode(gradient(size=(400, 300)), "JPEG")[:3000], UnreadableImageError, "damaged or trunc"),
-    (encode(gradient(), "PNG")[:120], UnreadableImageError, "damaged or truncated"),
-    (encode(gradient(), "ICO"), UnsupportedImageError, "ICO image, which is not accepted"),
-    (encode(gradient(), "PPM"), UnsupportedImageError, "not accepted"),
-])
+@pytest.mark.parametrize(
+    ("data", "error", "words"),
+    [
+        (b"", EmptyImageError, "empty"),
+        (b"hello, this is text", UnreadableImageError, "could not be read"),
+        (b"<html><body>hi</body></html>", UnreadableImageError, "could not be read"),
+        (
+            encode(gradient(size=(400, 300)), "JPEG")[:3000],
+            UnreadableImageError,
+            "damaged or trunc",
+        ),
+        (encode(gradient(), "PNG")[:120], UnreadableImageError, "damaged or truncated"),
+        (encode(gradient(), "ICO"), UnsupportedImageError, "ICO image, which is not accepted"),
+        (encode(gradient(), "PPM"), UnsupportedImageError, "not accepted"),
+    ],
+)
 def test_bad_bytes_raise_a_sentence(data, error, words):
     with pytest.raises(error, match=words):
         decode_image(data, max_pixels=MAX_PIXELS)
@@ -99,5 +131,6 @@ def test_decompression_bomb_is_an_error_not_a_warning():
 
 def test_large_jpeg_is_decoded_at_reduced_scale_when_a_draft_size_is_given():
     photo = encode(gradient(size=(2000, 1500)), "JPEG")
-    assert decode_image(photo, draft_size=224, max_pixels=MAX_PIXELS).size == (500, 375)  # 1/4 scale: both sides >= 224
+    # 1/4 scale: both sides stay at least 224
+    assert decode_image(photo, draft_size=224, max_pixels=MAX_PIXELS).size == (500, 375)
     assert decode_image(photo, max_pixels=MAX_PIXELS).size == (2000, 1500)

@@ -50,15 +50,21 @@ class Job:
 def jobs(tiny_learner, png_pictures) -> list[Job]:
     """Good pictures (with the label learn.predict gives each) and bad files (with their status)."""
     good = {name: data for name, data in png_pictures.items()}
-    good.update({item.name: item.data for item in hostile_files()
-                 if item.status == 200 and item.label})
+    good.update(
+        {item.name: item.data for item in hostile_files() if item.status == 200 and item.label}
+    )
     mix = []
     with tiny_learner.no_bar():
         for name, data in good.items():
-            label = tiny_learner.predict(PILImage.create(decode_image(data, max_pixels=MAX_PIXELS)))[0]
+            label = tiny_learner.predict(
+                PILImage.create(decode_image(data, max_pixels=MAX_PIXELS))
+            )[0]
             mix.append(Job(name, data, "image/png", 200, str(label)))
-    mix += [Job(item.name, item.data, item.content_type, item.status, None)
-            for item in hostile_files() if item.status != 200]
+    mix += [
+        Job(item.name, item.data, item.content_type, item.status, None)
+        for item in hostile_files()
+        if item.status != 200
+    ]
     return mix
 
 
@@ -66,10 +72,16 @@ def jobs(tiny_learner, png_pictures) -> list[Job]:
 def server(model_path, tmp_path_factory):
     """The app as `python application.py` runs it, keeping uploads under small caps."""
     folder = tmp_path_factory.mktemp("load")
-    live = LiveServer(model_path, folder, env={
-        "SEAFRONT_KEEP_UPLOADS": "true", "SEAFRONT_UPLOAD_FOLDER": str(folder / "uploads"),
-        "SEAFRONT_UPLOADS_MAX_FILES": str(MAX_FILES),
-        "SEAFRONT_UPLOADS_MAX_BYTES": str(MAX_BYTES)})
+    live = LiveServer(
+        model_path,
+        folder,
+        env={
+            "SEAFRONT_KEEP_UPLOADS": "true",
+            "SEAFRONT_UPLOAD_FOLDER": str(folder / "uploads"),
+            "SEAFRONT_UPLOADS_MAX_FILES": str(MAX_FILES),
+            "SEAFRONT_UPLOADS_MAX_BYTES": str(MAX_BYTES),
+        },
+    )
     live.uploads = folder / "uploads"
     try:
         yield live.wait_ready()
@@ -89,8 +101,7 @@ class Sampler:
     def sample(self) -> tuple[int, int, int]:
         """(RSS bytes, open fds, threads) now."""
         with self.worker.oneshot():
-            return (self.worker.memory_info().rss, self.worker.num_fds(),
-                    self.worker.num_threads())
+            return (self.worker.memory_info().rss, self.worker.num_fds(), self.worker.num_threads())
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -118,13 +129,22 @@ def run(server: LiveServer, jobs: list[Job], count: int) -> list[tuple[Job, int,
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
         if index % 2:
-            answer = session.post(f"{server.url}/api/predict", data=job.data,
-                                  headers={"Content-Type": job.content_type
-                                           if job.content_type.startswith("image/")
-                                           else "image/jpeg"}, timeout=60)
+            answer = session.post(
+                f"{server.url}/api/predict",
+                data=job.data,
+                headers={
+                    "Content-Type": job.content_type
+                    if job.content_type.startswith("image/")
+                    else "image/jpeg"
+                },
+                timeout=60,
+            )
         else:
-            answer = session.post(f"{server.url}/api/predict", timeout=60,
-                                  files={"file": (f"{job.name}.bin", job.data, job.content_type)})
+            answer = session.post(
+                f"{server.url}/api/predict",
+                timeout=60,
+                files={"file": (f"{job.name}.bin", job.data, job.content_type)},
+            )
         return job, answer.status_code, answer.json()
 
     with ThreadPoolExecutor(CLIENTS) as pool:
@@ -144,14 +164,19 @@ def test_sixteen_clients_two_thousand_requests_nothing_fails_nothing_leaks(serve
     after = sampler.sample()
 
     assert len(results) == REQUESTS
-    wrong = [(job.name, status, body) for job, status, body in results
-             if status != job.status or (job.label and body.get("label") != job.label)]
+    wrong = [
+        (job.name, status, body)
+        for job, status, body in results
+        if status != job.status or (job.label and body.get("label") != job.label)
+    ]
     assert wrong == []
     assert not [status for _, status, _ in results if status >= 500]
-    print(f"\n{REQUESTS} requests in {seconds:.1f} s ({REQUESTS / seconds:.0f}/s); worker "
-          f"baseline/peak/after: RSS {baseline[0] >> 20}/{sampler.peak()[0] >> 20}/"
-          f"{after[0] >> 20} MiB, fds {baseline[1]}/{sampler.peak()[1]}/{after[1]}, threads "
-          f"{baseline[2]}/{sampler.peak()[2]}/{after[2]}")
+    print(
+        f"\n{REQUESTS} requests in {seconds:.1f} s ({REQUESTS / seconds:.0f}/s); worker "
+        f"baseline/peak/after: RSS {baseline[0] >> 20}/{sampler.peak()[0] >> 20}/"
+        f"{after[0] >> 20} MiB, fds {baseline[1]}/{sampler.peak()[1]}/{after[1]}, threads "
+        f"{baseline[2]}/{sampler.peak()[2]}/{after[2]}"
+    )
 
     peak_rss, peak_fds, peak_threads = sampler.peak()
     assert peak_rss < baseline[0] + RSS_GROWTH

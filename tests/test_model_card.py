@@ -13,13 +13,24 @@ from PIL import Image
 from .imagemaker import encode
 
 CARD = {
-    "name": "brighton-seafront", "classes": ["mod", "rocker"], "architecture": "resnet34",
-    "pretrained": True, "image_size": 224, "train_count": 160, "valid_count": 40,
-    "error_rate": 0.025, "accuracy": 0.975, "per_class_accuracy": {"mod": 1.0, "rocker": 0.95},
+    "name": "brighton-seafront",
+    "classes": ["mod", "rocker"],
+    "architecture": "resnet34",
+    "pretrained": True,
+    "image_size": 224,
+    "train_count": 160,
+    "valid_count": 40,
+    "error_rate": 0.025,
+    "accuracy": 0.975,
+    "per_class_accuracy": {"mod": 1.0, "rocker": 0.95},
     "epochs": {"frozen": 4, "unfrozen": 8},
     "learning_rates": {"frozen": 0.002, "unfrozen": [0.0001, 0.001]},
-    "fastai_version": "2.8.12", "torch_version": "2.14.1", "created": "2025-05-17T09:30:00Z",
-    "sha256": "0" * 64, "demo": False, "data": "data/brighton_seafront",
+    "fastai_version": "2.8.12",
+    "torch_version": "2.14.1",
+    "created": "2025-05-17T09:30:00Z",
+    "sha256": "0" * 64,
+    "demo": False,
+    "data": "data/brighton_seafront",
     "reports": {"confusion_matrix": "reports/confusion_matrix.png"},
 }
 MATRIX = encode(Image.new("RGB", (60, 60), "white"))
@@ -50,10 +61,17 @@ def card_client(make_app, project: Path, card: dict | str | None = None, matrix:
 def test_the_card_shows_classes_architecture_error_rate_date_and_matrix(make_app, project):
     client = card_client(make_app, project, CARD)
     html = client.get("/model").get_data(as_text=True)
-    for words in ("mod", "rocker", "resnet34, pretrained on ImageNet", "2.5%",
-                  '<time datetime="2025-05-17T09:30:00+00:00">17 May 2025, 09:30 UTC</time>',
-                  "160 for training, 40 for validation", "frozen: 0.002; unfrozen: 0.0001 to 0.001",
-                  "fastai 2.8.12, torch 2.14.1", "95.0%"):
+    for words in (
+        "mod",
+        "rocker",
+        "resnet34, pretrained on ImageNet",
+        "2.5%",
+        '<time datetime="2025-05-17T09:30:00+00:00">17 May 2025, 09:30 UTC</time>',
+        "160 for training, 40 for validation",
+        "frozen: 0.002; unfrozen: 0.0001 to 0.001",
+        "fastai 2.8.12, torch 2.14.1",
+        "95.0%",
+    ):
         assert words in html
     assert 'confusion-matrix" src="/model/confusion-matrix.png"' in html
     matrix = client.get("/model/confusion-matrix.png")
@@ -70,28 +88,39 @@ def test_without_a_card_the_classes_come_from_the_model(make_app, project):
     assert client.get("/model/confusion-matrix.png").status_code == 404
 
 
-@pytest.mark.parametrize("card", [
-    "{not json", "[1, 2]", json.dumps({"error_rate": "low", "created": "yesterday",
-                                       "classes": "mod", "reports": ["x"]}),
-], ids=["not-json", "not-an-object", "wrong-types"])
+@pytest.mark.parametrize(
+    "card",
+    [
+        "{not json",
+        "[1, 2]",
+        json.dumps(
+            {"error_rate": "low", "created": "yesterday", "classes": "mod", "reports": ["x"]}
+        ),
+    ],
+    ids=["not-json", "not-an-object", "wrong-types"],
+)
 def test_a_broken_card_never_breaks_the_page(make_app, project, card):
     page = card_client(make_app, project, card).get("/model")
     assert page.status_code == 200 and "rocker</li>" in page.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("reports", [{}, {"confusion_matrix": "reports/missing.png"}],
-                         ids=["not-in-card", "file-missing"])
+@pytest.mark.parametrize(
+    "reports",
+    [{}, {"confusion_matrix": "reports/missing.png"}],
+    ids=["not-in-card", "file-missing"],
+)
 def test_without_reports_the_page_says_where_they_come_from(make_app, project, reports):
     client = card_client(make_app, project, {**CARD, "reports": reports}, matrix=False)
     html = client.get("/model").get_data(as_text=True)
-    assert 'id="no-reports"' in html and "confusion-matrix.png\"" not in html
+    assert 'id="no-reports"' in html and 'confusion-matrix.png"' not in html
     assert client.get("/model/confusion-matrix.png").status_code == 404
 
 
 @pytest.mark.parametrize("named", ["/etc/passwd", "../../../../etc/hostname", "models/export.pkl"])
 def test_only_a_png_that_the_card_names_is_ever_served(make_app, project, named):
-    client = card_client(make_app, project, {**CARD, "reports": {"confusion_matrix": named}},
-                         matrix=False)
+    client = card_client(
+        make_app, project, {**CARD, "reports": {"confusion_matrix": named}}, matrix=False
+    )
     assert client.get("/model/confusion-matrix.png").status_code == 404
 
 
@@ -102,14 +131,18 @@ def test_the_matrix_route_takes_no_path_from_the_user(make_app, project):
 
 
 def test_a_card_for_other_classes_is_flagged_as_stale(make_app, project):
-    html = card_client(make_app, project, {**CARD, "classes": ["0", "1", "2"]}).get(
-        "/model").get_data(as_text=True)
+    html = (
+        card_client(make_app, project, {**CARD, "classes": ["0", "1", "2"]})
+        .get("/model")
+        .get_data(as_text=True)
+    )
     assert "may describe an older model" in html
 
 
 def test_the_demo_card_says_it_is_the_digits_demo(make_app, project):
-    html = card_client(make_app, project, {**CARD, "demo": True}).get("/model").get_data(
-        as_text=True)
+    html = (
+        card_client(make_app, project, {**CARD, "demo": True}).get("/model").get_data(as_text=True)
+    )
     assert "This is the digits demo" in html
 
 

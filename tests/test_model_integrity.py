@@ -38,9 +38,16 @@ def sha256_of(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("fields", [
-    {}, {"sha256": None}, {"sha256": "MATCH"}, {"sha256": "MATCH-UPPER"},
-], ids=["no sha256", "null sha256", "matching sha256", "upper-case sha256"])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"sha256": None},
+        {"sha256": "MATCH"},
+        {"sha256": "MATCH-UPPER"},
+    ],
+    ids=["no sha256", "null sha256", "matching sha256", "upper-case sha256"],
+)
 def test_a_model_that_matches_its_card_or_has_none_loads(model_copy, fields):
     digest = sha256_of(model_copy)
     if fields.get("sha256") == "MATCH":
@@ -85,13 +92,15 @@ def test_the_checked_bytes_are_the_ones_unpickled(model_copy):
 
 
 def test_a_relative_model_path_is_taken_from_the_app_folder_never_the_working_directory(
-        model_path, tmp_path, monkeypatch):
+    model_path, tmp_path, monkeypatch
+):
     decoy = tmp_path / "elsewhere" / "export.pkl"
     decoy.parent.mkdir()
     shutil.copyfile(model_path, decoy)
     monkeypatch.chdir(tmp_path)
-    app = create_app({"MODEL_PATH": "elsewhere/export.pkl",
-                      "INSTANCE_PATH": str(tmp_path / "instance")})
+    app = create_app(
+        {"MODEL_PATH": "elsewhere/export.pkl", "INSTANCE_PATH": str(tmp_path / "instance")}
+    )
     service = app.extensions["seafront.model"]
     assert service.path == Path(app.root_path) / "elsewhere" / "export.pkl"
     assert not service.loaded

@@ -26,13 +26,16 @@ def pickle_naming(tmp_path, module: str, name: str):
     return path
 
 
-@pytest.mark.parametrize(("module", "name", "words"), [
-    ("fastai.basic_train", "Learner", "was exported by fastai v1"),
-    ("fastai.vision.image", "Image", "was exported by fastai v1"),
-    ("fastcore.transform", "Pipeline", "was exported by fastai 2.x before 2.8"),
-    ("fastai.vision.augment", "OldTransform", "another fastai or torch version"),
-    ("notebook_helpers", "label_func", "defined where the model was trained"),
-])
+@pytest.mark.parametrize(
+    ("module", "name", "words"),
+    [
+        ("fastai.basic_train", "Learner", "was exported by fastai v1"),
+        ("fastai.vision.image", "Image", "was exported by fastai v1"),
+        ("fastcore.transform", "Pipeline", "was exported by fastai 2.x before 2.8"),
+        ("fastai.vision.augment", "OldTransform", "another fastai or torch version"),
+        ("notebook_helpers", "label_func", "defined where the model was trained"),
+    ],
+)
 def test_exports_naming_missing_modules_say_why_and_how_to_reexport(tmp_path, module, name, words):
     path = pickle_naming(tmp_path, module, name)
     with pytest.raises(ModelLoadError) as raised:
@@ -42,10 +45,13 @@ def test_exports_naming_missing_modules_say_why_and_how_to_reexport(tmp_path, mo
     assert f"{module}.{name}" in message
 
 
-@pytest.mark.parametrize(("contents", "words"), [
-    (b"", "is not a loadable fastai export"),
-    (b"\x89PNG\r\n\x1a\n not a model", "is not a loadable fastai export"),
-])
+@pytest.mark.parametrize(
+    ("contents", "words"),
+    [
+        (b"", "is not a loadable fastai export"),
+        (b"\x89PNG\r\n\x1a\n not a model", "is not a loadable fastai export"),
+    ],
+)
 def test_files_that_are_not_pickles_are_named(tmp_path, contents, words):
     path = tmp_path / "export.pkl"
     path.write_bytes(contents)

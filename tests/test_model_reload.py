@@ -44,8 +44,7 @@ def served(model_path, tmp_path):
     copy = tmp_path / "models" / "export.pkl"
     copy.parent.mkdir()
     shutil.copyfile(model_path, copy)
-    service = ModelService(service_settings(copy,
-                                           model_reload_interval=INTERVAL))
+    service = ModelService(service_settings(copy, model_reload_interval=INTERVAL))
     service.start()
     yield service
     service.stop()
@@ -61,8 +60,9 @@ def label_after(service: ModelService, data: bytes, wanted: set[str], timeout: f
     return label
 
 
-def still_mod_until_logged(service: ModelService, data: bytes, caplog, words: str,
-                           never: str) -> None:
+def still_mod_until_logged(
+    service: ModelService, data: bytes, caplog, words: str, never: str
+) -> None:
     """Keep predicting `data` (the old model must still say "mod") until the log has `words`."""
     deadline = time.monotonic() + 20
     while words not in caplog.text:
@@ -71,8 +71,9 @@ def still_mod_until_logged(service: ModelService, data: bytes, caplog, words: st
         time.sleep(INTERVAL)
 
 
-def test_a_replaced_model_is_picked_up_without_a_restart(served, renamed_model_path,
-                                                         png_pictures, caplog):
+def test_a_replaced_model_is_picked_up_without_a_restart(
+    served, renamed_model_path, png_pictures, caplog
+):
     assert served.predict_bytes(png_pictures["mod0"]).label == "mod"
     with caplog.at_level(logging.INFO, logger="classifier.service"):
         replace(served.path, renamed_model_path)
@@ -82,28 +83,42 @@ def test_a_replaced_model_is_picked_up_without_a_restart(served, renamed_model_p
     assert f"Reloaded {served.path} in " in caplog.text
 
 
-@pytest.mark.parametrize(("contents", "words"), [
-    (b"this is not a pickle", "is not a loadable fastai export"),
-    (b"", "is not a loadable fastai export"),
-])
-def test_a_broken_replacement_keeps_the_old_model_and_logs_why(served, png_pictures, caplog,
-                                                               contents, words):
+@pytest.mark.parametrize(
+    ("contents", "words"),
+    [
+        (b"this is not a pickle", "is not a loadable fastai export"),
+        (b"", "is not a loadable fastai export"),
+    ],
+)
+def test_a_broken_replacement_keeps_the_old_model_and_logs_why(
+    served, png_pictures, caplog, contents, words
+):
     with caplog.at_level(logging.ERROR, logger="classifier.service"):
         replace(served.path, contents)
-        still_mod_until_logged(served, png_pictures["mod0"], caplog,
-                               "Kept serving the previous model",
-                               never="the broken file was never looked at")
+        still_mod_until_logged(
+            served,
+            png_pictures["mod0"],
+            caplog,
+            "Kept serving the previous model",
+            never="the broken file was never looked at",
+        )
     assert words in caplog.text and str(served.path) in caplog.text
     assert served.predict_bytes(png_pictures["rocker0"]).label == "rocker"
 
 
 def test_a_replacement_that_does_not_match_the_card_is_refused_until_the_card_matches(
-        served, model_path, renamed_model_path, png_pictures, caplog):
+    served, model_path, renamed_model_path, png_pictures, caplog
+):
     write_card(served.path, model_path)
     with caplog.at_level(logging.ERROR, logger="classifier.service"):
         replace(served.path, renamed_model_path)
-        still_mod_until_logged(served, png_pictures["mod0"], caplog, "does not match the sha256",
-                               never="the mismatch was never noticed")
+        still_mod_until_logged(
+            served,
+            png_pictures["mod0"],
+            caplog,
+            "does not match the sha256",
+            never="the mismatch was never noticed",
+        )
     assert "Kept serving the previous model" in caplog.text
     write_card(served.path, renamed_model_path)  # the operator copies the matching card too
     assert label_after(served, png_pictures["mod0"], {"punk"}) == "punk"
@@ -139,8 +154,7 @@ def test_requests_during_a_swap_are_all_answered(served, renamed_model_path, png
 
 def test_a_model_that_appears_later_is_loaded(tmp_path, model_path, png_pictures):
     path = tmp_path / "export.pkl"
-    service = ModelService(service_settings(path,
-                                           model_reload_interval=INTERVAL))
+    service = ModelService(service_settings(path, model_reload_interval=INTERVAL))
     service.start()
     try:
         with pytest.raises(NoModelError):
@@ -157,8 +171,9 @@ def test_a_model_that_appears_later_is_loaded(tmp_path, model_path, png_pictures
         service.stop()
 
 
-def test_with_reloading_off_the_file_is_never_looked_at_again(model_path, renamed_model_path,
-                                                              tmp_path, png_pictures):
+def test_with_reloading_off_the_file_is_never_looked_at_again(
+    model_path, renamed_model_path, tmp_path, png_pictures
+):
     path = tmp_path / "export.pkl"
     shutil.copyfile(model_path, path)
     service = ModelService(service_settings(path, model_reload_interval=0))

@@ -12,8 +12,13 @@ from webapp import create_app
 @pytest.fixture
 def empty_client(tmp_path):
     """A client of an app whose model file does not exist."""
-    app = create_app({"TESTING": True, "MODEL_PATH": str(tmp_path / "models" / "export.pkl"),
-                      "INSTANCE_PATH": str(tmp_path / "instance")})
+    app = create_app(
+        {
+            "TESTING": True,
+            "MODEL_PATH": str(tmp_path / "models" / "export.pkl"),
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+        }
+    )
     return app.test_client()
 
 
@@ -32,14 +37,21 @@ def test_api_answers_503_with_a_json_error(empty_client):
 
 def test_healthz_reports_no_model(empty_client):
     assert empty_client.get("/healthz").get_json() == {
-        "status": "ok", "model_loaded": False, "device": "cpu", "classes": []}
+        "status": "ok",
+        "model_loaded": False,
+        "device": "cpu",
+        "classes": [],
+    }
 
 
 def test_form_post_explains_there_is_no_model(empty_client, png_pictures):
     from .support import read_csrf_token
 
     token = read_csrf_token(empty_client.get("/").get_data(as_text=True))
-    answer = empty_client.post("/", data={"csrf_token": token, "file": (
-        io.BytesIO(png_pictures["mod0"]), "a.png")}, content_type="multipart/form-data")
+    answer = empty_client.post(
+        "/",
+        data={"csrf_token": token, "file": (io.BytesIO(png_pictures["mod0"]), "a.png")},
+        content_type="multipart/form-data",
+    )
     assert answer.status_code == 503
     assert "No model at" in answer.get_data(as_text=True)

@@ -11,8 +11,14 @@ from webapp.openapi import IMAGE_MEDIA_TYPES, SPEC
 from .hostile import picture
 from .imagemaker import CLASSES, encode
 
-PILLOW_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP",
-                  "image/gif": "GIF", "image/bmp": "BMP", "image/tiff": "TIFF"}
+PILLOW_FORMATS = {
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/webp": "WEBP",
+    "image/gif": "GIF",
+    "image/bmp": "BMP",
+    "image/tiff": "TIFF",
+}
 
 
 @st.composite
@@ -54,6 +60,7 @@ def test_the_document_describes_both_ways_to_send_an_image(client):
     assert "multipart/form-data" in body and "image/jpeg" in body
     responses = document["paths"]["/api/predict"]["post"]["responses"]
     assert {"200", "400", "413", "415", "501", "503"} <= set(responses)
-    flags = {parameter["name"] for parameter in document["paths"]["/api/predict"]["post"]
-             ["parameters"]}
+    flags = {
+        parameter["name"] for parameter in document["paths"]["/api/predict"]["post"]["parameters"]
+    }
     assert flags == {"thumbnail", "explain"}

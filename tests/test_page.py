@@ -35,21 +35,26 @@ def test_bootstrap_is_served_locally(client):
 
 
 @pytest.mark.parametrize(("picture", "label"), [("mod0", "mod"), ("rocker2", "rocker")])
-def test_a_valid_post_flashes_the_answer_and_redirects_back(client, csrf_token, png_pictures,
-                                                            picture, label):
+def test_a_valid_post_flashes_the_answer_and_redirects_back(
+    client, csrf_token, png_pictures, picture, label
+):
     answer = post_form(client, csrf_token, png_pictures[picture])
     assert answer.status_code == 302 and answer.headers["Location"] == "/"
     html = client.get("/").get_data(as_text=True)
     assert f"That picture belongs to {label} (" in html and "% confident)" in html
 
 
-@pytest.mark.parametrize(("data", "status", "words"), [
-    (None, 400, "Choose a photo to upload."),
-    (b"not a picture", 400, "could not be read as an image"),
-    (b"", 400, "The upload is empty"),
-])
+@pytest.mark.parametrize(
+    ("data", "status", "words"),
+    [
+        (None, 400, "Choose a photo to upload."),
+        (b"not a picture", 400, "could not be read as an image"),
+        (b"", 400, "The upload is empty"),
+    ],
+)
 def test_invalid_input_rerenders_the_form_with_the_error_next_to_the_field(
-        client, csrf_token, data, status, words):
+    client, csrf_token, data, status, words
+):
     answer = post_form(client, csrf_token, data)
     html = answer.get_data(as_text=True)
     assert answer.status_code == status

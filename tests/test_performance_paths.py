@@ -54,8 +54,9 @@ def photo_learner(tmp_path_factory):
             left, top = int(rng.integers(0, 569 - side)), int(rng.integers(0, 427 - side))
             photo.crop((left, top, left + side, top + side)).save(label / f"{index}.jpg")
     set_seed(0, reproducible=True)
-    dls = ImageDataLoaders.from_folder(folder / "data", valid_pct=0.25, seed=0, bs=6,
-                                       item_tfms=Resize(224), num_workers=0)
+    dls = ImageDataLoaders.from_folder(
+        folder / "data", valid_pct=0.25, seed=0, bs=6, item_tfms=Resize(224), num_workers=0
+    )
     learn = vision_learner(dls, resnet18, pretrained=False)
     learn.remove_cb(ProgressCallback)
     learn.fit(1, 1e-3)
@@ -66,8 +67,7 @@ def photo_learner(tmp_path_factory):
 @pytest.fixture(scope="module")
 def photo_service(photo_learner):
     """The serving path (draft decoding on) with the photo model, on the CPU."""
-    service = ModelService(service_settings(Path(photo_learner.dls.path).parent /
-                                           "export.pkl"))
+    service = ModelService(service_settings(Path(photo_learner.dls.path).parent / "export.pkl"))
     service.start()
     yield service
     service.stop()
@@ -78,8 +78,11 @@ def photo_at(name: str, size: tuple[int, int], orientation: int | None = None) -
     if orientation is None:
         return photo_jpeg(name, size)
     # stored rotated, as a phone does, with the EXIF tag that turns it upright again
-    stored = sample_photo(name).resize(size, Image.Resampling.LANCZOS).transpose(
-        Image.Transpose.ROTATE_90)
+    stored = (
+        sample_photo(name)
+        .resize(size, Image.Resampling.LANCZOS)
+        .transpose(Image.Transpose.ROTATE_90)
+    )
     exif = Image.Exif()
     exif[0x0112] = orientation
     buffer = io.BytesIO()
@@ -90,15 +93,19 @@ def photo_at(name: str, size: tuple[int, int], orientation: int | None = None) -
 # ---------------------------------------------------------------- draft decoding of real photos
 
 
-@pytest.mark.parametrize(("size", "decoded"), [
-    (TWELVE_MP, (500, 375)),       # 1/8 scale: 64x fewer pixels to decode
-    ((3000, 4000), (375, 500)),
-    ((3000, 2250), (750, 563)),    # 1/8 would give 282 rows, under 1.5x the 224 px input
-    ((1600, 1200), (800, 600)),
-    (VGA, VGA),                    # too small to reduce
-])
+@pytest.mark.parametrize(
+    ("size", "decoded"),
+    [
+        (TWELVE_MP, (500, 375)),  # 1/8 scale: 64x fewer pixels to decode
+        ((3000, 4000), (375, 500)),
+        ((3000, 2250), (750, 563)),  # 1/8 would give 282 rows, under 1.5x the 224 px input
+        ((1600, 1200), (800, 600)),
+        (VGA, VGA),  # too small to reduce
+    ],
+)
 def test_a_large_jpeg_is_decoded_at_reduced_scale_but_never_below_what_the_model_needs(
-        photo_service, size, decoded):
+    photo_service, size, decoded
+):
     draft_size = photo_service.classifier.draft_size
     assert draft_size == 336
     image = decode_image(photo_at("china.jpg", size), draft_size=draft_size, max_pixels=MAX_PIXELS)
@@ -107,34 +114,48 @@ def test_a_large_jpeg_is_decoded_at_reduced_scale_but_never_below_what_the_model
 
 
 @pytest.mark.parametrize("name", PHOTO_NAMES)
-@pytest.mark.parametrize(("size", "orientation"), [
-    (TWELVE_MP, None), ((3000, 2250), None), ((1600, 1200), None), (VGA, None), (TWELVE_MP, 6),
-])
+@pytest.mark.parametrize(
+    ("size", "orientation"),
+    [
+        (TWELVE_MP, None),
+        ((3000, 2250), None),
+        ((1600, 1200), None),
+        (VGA, None),
+        (TWELVE_MP, 6),
+    ],
+)
 def test_served_answer_for_a_real_photo_matches_learn_predict_on_the_full_size_decode(
-        photo_service, photo_learner, name, size, orientation):
+    photo_service, photo_learner, name, size, orientation
+):
     data = photo_at(name, size, orientation)
     with photo_learner.no_bar():
-        label, _, expected = photo_learner.predict(PILImage.create(decode_image(data, max_pixels=MAX_PIXELS)))
+        label, _, expected = photo_learner.predict(
+            PILImage.create(decode_image(data, max_pixels=MAX_PIXELS))
+        )
     served = photo_service.predict_bytes(data)
     assert served.label == label
     assert [served.probabilities[c] for c in photo_service.classes] == pytest.approx(
-        expected.tolist(), abs=0.02)
+        expected.tolist(), abs=0.02
+    )
 
 
-def test_the_photo_model_is_not_saturated_so_the_comparison_can_see_a_difference(
-        photo_service):
-    confidences = [photo_service.predict_bytes(photo_jpeg(name, VGA)).confidence
-                   for name in PHOTO_NAMES]
+def test_the_photo_model_is_not_saturated_so_the_comparison_can_see_a_difference(photo_service):
+    confidences = [
+        photo_service.predict_bytes(photo_jpeg(name, VGA)).confidence for name in PHOTO_NAMES
+    ]
     assert min(confidences) < 0.98
 
 
-@pytest.mark.parametrize(("transforms", "expected"), [
-    ([Resize(224), ToTensor()], 336),
-    ([Resize((160, 224)), ToTensor()], 336),
-    # RandomResizedCrop resizes to 224 + 32 before its validation centre crop
-    ([RandomResizedCrop(224), ToTensor()], 384),
-    ([ToTensor()], None),
-])
+@pytest.mark.parametrize(
+    ("transforms", "expected"),
+    [
+        ([Resize(224), ToTensor()], 336),
+        ([Resize((160, 224)), ToTensor()], 336),
+        # RandomResizedCrop resizes to 224 + 32 before its validation centre crop
+        ([RandomResizedCrop(224), ToTensor()], 384),
+        ([ToTensor()], None),
+    ],
+)
 def test_the_draft_size_comes_from_the_learners_own_item_transforms(transforms, expected):
     assert draft_size_for(Pipeline(transforms)) == expected
 
@@ -156,7 +177,9 @@ def served_probabilities(classifier: Classifier, pictures: dict[str, Image.Image
 
 def test_channels_last_gives_the_same_probabilities_as_the_default_layout(photo_learner):
     path = Path(photo_learner.dls.path).parent / "export.pkl"
-    photos = {name: decode_image(photo_jpeg(name, VGA), max_pixels=MAX_PIXELS) for name in PHOTO_NAMES}
+    photos = {
+        name: decode_image(photo_jpeg(name, VGA), max_pixels=MAX_PIXELS) for name in PHOTO_NAMES
+    }
     default = Classifier(load_export(path), torch.device("cpu"), path, channels_last=False)
     nhwc = Classifier(load_export(path), torch.device("cpu"), path, channels_last=True)
     expected = served_probabilities(default, photos)
@@ -164,15 +187,20 @@ def test_channels_last_gives_the_same_probabilities_as_the_default_layout(photo_
         assert row == pytest.approx(want, abs=1e-4)
 
 
-def test_a_model_that_cannot_run_channels_last_keeps_the_default_layout(fresh_tiny_learner,
-                                                                       model_path, pictures):
+def test_a_model_that_cannot_run_channels_last_keeps_the_default_layout(
+    fresh_tiny_learner, model_path, pictures
+):
     # the tiny model flattens a 2x2 map with .view(), which an NHWC tensor cannot do
     classifier = Classifier(fresh_tiny_learner, torch.device("cpu"), model_path)
     assert not classifier.channels_last
-    default = Classifier(load_export(model_path), torch.device("cpu"), model_path,
-                         channels_last=False)
-    for row, want in zip(served_probabilities(classifier, pictures),
-                         served_probabilities(default, pictures), strict=True):
+    default = Classifier(
+        load_export(model_path), torch.device("cpu"), model_path, channels_last=False
+    )
+    for row, want in zip(
+        served_probabilities(classifier, pictures),
+        served_probabilities(default, pictures),
+        strict=True,
+    ):
         assert row == pytest.approx(want, abs=1e-4)
 
 
@@ -183,8 +211,9 @@ def test_a_resnet_runs_channels_last_by_default(photo_service):
 def test_bf16_autocast_on_the_cpu_keeps_every_label(fresh_tiny_learner, model_path, pictures):
     fp32 = Classifier(load_export(model_path), torch.device("cpu"), model_path)
     bf16 = Classifier(fresh_tiny_learner, torch.device("cpu"), model_path, torch.bfloat16)
-    for row, want in zip(served_probabilities(bf16, pictures), served_probabilities(fp32, pictures),
-                         strict=True):
+    for row, want in zip(
+        served_probabilities(bf16, pictures), served_probabilities(fp32, pictures), strict=True
+    ):
         assert row == pytest.approx(want, abs=0.05)
         assert row.index(max(row)) == want.index(max(want))
 
@@ -192,24 +221,31 @@ def test_bf16_autocast_on_the_cpu_keeps_every_label(fresh_tiny_learner, model_pa
 CPU, GPU = torch.device("cpu"), torch.device("cuda:0")
 
 
-@pytest.mark.parametrize(("requested", "device", "gpus", "expected"), [
-    ("auto", CPU, [], None),
-    ("fp32", CPU, [], None),
-    ("bf16", CPU, [], torch.bfloat16),
-    ("auto", GPU, H100, torch.bfloat16),
-    ("auto", GPU, TESLA_T4, torch.float16),
-    ("fp16", GPU, H100, torch.float16),
-    ("FP32", GPU, H100, None),
-])
+@pytest.mark.parametrize(
+    ("requested", "device", "gpus", "expected"),
+    [
+        ("auto", CPU, [], None),
+        ("fp32", CPU, [], None),
+        ("bf16", CPU, [], torch.bfloat16),
+        ("auto", GPU, H100, torch.bfloat16),
+        ("auto", GPU, TESLA_T4, torch.float16),
+        ("fp16", GPU, H100, torch.float16),
+        ("FP32", GPU, H100, None),
+    ],
+)
 def test_precision_auto_is_fp32_on_the_cpu_and_the_best_half_type_on_a_gpu(
-        requested, device, gpus, expected):
+    requested, device, gpus, expected
+):
     assert choose_precision(requested, device, FakeCudaQuery(gpus)) is expected
 
 
-@pytest.mark.parametrize(("requested", "device", "gpus", "words"), [
-    ("fp8", CPU, [], "Unknown precision 'fp8': use auto, fp32, bf16 or fp16."),
-    ("bf16", GPU, TESLA_T4, "compute capability 7.5 has no bf16"),
-])
+@pytest.mark.parametrize(
+    ("requested", "device", "gpus", "words"),
+    [
+        ("fp8", CPU, [], "Unknown precision 'fp8': use auto, fp32, bf16 or fp16."),
+        ("bf16", GPU, TESLA_T4, "compute capability 7.5 has no bf16"),
+    ],
+)
 def test_an_impossible_precision_stops_start_up_with_a_sentence(requested, device, gpus, words):
     with pytest.raises(PrecisionError, match=words.replace(".", r"\.").replace("(", r"\(")):
         choose_precision(requested, device, FakeCudaQuery(gpus))
@@ -218,8 +254,9 @@ def test_an_impossible_precision_stops_start_up_with_a_sentence(requested, devic
 def test_the_precision_setting_reaches_the_service(make_app):
     app = make_app(PRECISION="bf16", DEVICE="cpu")
     assert app.extensions["seafront.model"].precision is torch.bfloat16
-    answer = app.test_client().post("/api/predict", data={"file": (io.BytesIO(
-        photo_jpeg("china.jpg", VGA)), "photo.jpg")})
+    answer = app.test_client().post(
+        "/api/predict", data={"file": (io.BytesIO(photo_jpeg("china.jpg", VGA)), "photo.jpg")}
+    )
     assert answer.status_code == 200
 
 
@@ -232,7 +269,8 @@ def test_an_unknown_precision_setting_stops_the_app(make_app):
 
 
 def test_every_torch_computation_of_the_service_runs_on_its_batcher_thread(
-        model_path, png_pictures, monkeypatch):
+    model_path, png_pictures, monkeypatch
+):
     # one thread, one OpenMP team: a second team made the forward pass 35-60% slower
     threads = set()
     prepare = Classifier.prepare_batch
@@ -269,21 +307,27 @@ def test_warm_up_runs_the_model_at_batch_size_one_and_at_the_largest(model_path)
     assert sizes == [1, 8]
 
 
-@pytest.mark.parametrize(("workers", "requested", "cores", "expected"), [
-    (1, 0, 2, 2),
-    (2, 0, 8, 4),
-    (3, 0, 2, 1),     # never zero
-    (4, 3, 16, 3),    # SEAFRONT_TORCH_THREADS wins
-])
+@pytest.mark.parametrize(
+    ("workers", "requested", "cores", "expected"),
+    [
+        (1, 0, 2, 2),
+        (2, 0, 8, 4),
+        (3, 0, 2, 1),  # never zero
+        (4, 3, 16, 3),  # SEAFRONT_TORCH_THREADS wins
+    ],
+)
 def test_each_worker_gets_its_share_of_the_cores(workers, requested, cores, expected):
     assert torch_threads_for(workers, requested, cores) == expected
 
 
-@pytest.mark.parametrize(("cpu_max", "cap"), [
-    ("100000 100000\n", 1),     # docker run --cpus 1
-    ("150000 100000\n", 2),     # --cpus 1.5 rounds up
-    ("max 100000\n", None),     # no quota
-])
+@pytest.mark.parametrize(
+    ("cpu_max", "cap"),
+    [
+        ("100000 100000\n", 1),  # docker run --cpus 1
+        ("150000 100000\n", 2),  # --cpus 1.5 rounds up
+        ("max 100000\n", None),  # no quota
+    ],
+)
 def test_a_container_cpu_quota_caps_the_cores(tmp_path, cpu_max, cap):
     quota_file = tmp_path / "cpu.max"
     quota_file.write_text(cpu_max)

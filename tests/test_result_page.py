@@ -16,19 +16,23 @@ from .support import decode_data_url, hidden_value, image_src, result_page, uplo
 
 def meters(html: str) -> list[tuple[str, float]]:
     """(class, value) of each confidence bar, in page order."""
-    rows = re.findall(r'<label class="bar-name[^"]*" for="bar-\d+">([^<]*)</label>\s*'
-                      r'<meter [^>]*value="([0-9.]+)"', html)
+    rows = re.findall(
+        r'<label class="bar-name[^"]*" for="bar-\d+">([^<]*)</label>\s*'
+        r'<meter [^>]*value="([0-9.]+)"',
+        html,
+    )
     return [(label, float(value)) for label, value in rows]
 
 
 def result_section(html: str) -> str:
     """The page's result section (not the <template> that the script fills)."""
-    return html[html.index('<section id="result"'):html.index('<template id="result-template"')]
+    return html[html.index('<section id="result"') : html.index('<template id="result-template"')]
 
 
 @pytest.mark.parametrize(("picture", "label"), [("mod1", "mod"), ("rocker0", "rocker")])
 def test_without_javascript_the_redirect_shows_photo_label_sentence_and_bars(
-        make_app, pictures, png_pictures, picture, label):
+    make_app, pictures, png_pictures, picture, label
+):
     html = result_page(make_app().test_client(), png_pictures[picture])
     section = result_section(html)
     thumbnail = decode_data_url(image_src(section, "result-photo"))
@@ -76,8 +80,13 @@ def test_why_without_javascript_lays_the_heat_map_over_the_photo(make_app, png_p
     client = make_app().test_client()
     html = result_page(client, png_pictures["rocker2"])
     assert image_src(result_section(html), "result-heatmap") is None
-    answer = client.post("/why", data={"csrf_token": hidden_value(html, "csrf_token"),
-                                       "result": hidden_value(html, "result")})
+    answer = client.post(
+        "/why",
+        data={
+            "csrf_token": hidden_value(html, "csrf_token"),
+            "result": hidden_value(html, "result"),
+        },
+    )
     assert answer.status_code == 302 and answer.headers["Location"] == "/#why"
     section = result_section(client.get("/").get_data(as_text=True))
     photo = decode_data_url(image_src(section, "result-photo"))
@@ -88,7 +97,8 @@ def test_why_without_javascript_lays_the_heat_map_over_the_photo(make_app, png_p
 
 @pytest.mark.parametrize("result_id", ["", "nonsense", "someone-elses"])
 def test_why_for_a_result_not_kept_for_this_session_says_to_upload_again(
-        make_app, png_pictures, result_id):
+    make_app, png_pictures, result_id
+):
     app = make_app()
     if result_id == "someone-elses":
         result_id = hidden_value(result_page(app.test_client(), png_pictures["mod0"]), "result")
@@ -106,44 +116,56 @@ def test_why_needs_a_csrf_token(make_app, png_pictures):
     assert client.post("/why", data={"result": hidden_value(html, "result")}).status_code == 400
 
 
-@pytest.mark.parametrize(("query", "keys"), [
-    ("", {"label", "confidence", "probabilities", "device"}),
-    ("?thumbnail=1", {"label", "confidence", "probabilities", "device", "thumbnail"}),
-    ("?explain=1", {"label", "confidence", "probabilities", "device", "heatmap"}),
-    ("?explain=true&thumbnail=yes",
-     {"label", "confidence", "probabilities", "device", "heatmap", "thumbnail"}),
-    ("?explain=0", {"label", "confidence", "probabilities", "device"}),
-])
+@pytest.mark.parametrize(
+    ("query", "keys"),
+    [
+        ("", {"label", "confidence", "probabilities", "device"}),
+        ("?thumbnail=1", {"label", "confidence", "probabilities", "device", "thumbnail"}),
+        ("?explain=1", {"label", "confidence", "probabilities", "device", "heatmap"}),
+        (
+            "?explain=true&thumbnail=yes",
+            {"label", "confidence", "probabilities", "device", "heatmap", "thumbnail"},
+        ),
+        ("?explain=0", {"label", "confidence", "probabilities", "device"}),
+    ],
+)
 def test_the_api_adds_thumbnail_and_heat_map_only_when_asked(client, png_pictures, query, keys):
-    answer = client.post(f"/api/predict{query}",
-                         data={"file": (io.BytesIO(png_pictures["mod2"]), "photo.png")})
+    answer = client.post(
+        f"/api/predict{query}", data={"file": (io.BytesIO(png_pictures["mod2"]), "photo.png")}
+    )
     assert answer.status_code == 200 and set(answer.get_json()) == keys
 
 
 @pytest.mark.parametrize("picture", ["mod0", "rocker2"])  # 40x90 and 74x68: two shapes
 def test_the_apis_heat_map_has_the_photos_aspect_ratio(client, pictures, png_pictures, picture):
-    answer = client.post("/api/predict?explain=1&thumbnail=1",
-                         data={"file": (io.BytesIO(png_pictures[picture]), "photo.png")})
+    answer = client.post(
+        "/api/predict?explain=1&thumbnail=1",
+        data={"file": (io.BytesIO(png_pictures[picture]), "photo.png")},
+    )
     body = answer.get_json()
     heatmap = decode_data_url(body["heatmap"])
     assert heatmap.size == decode_data_url(body["thumbnail"]).size == pictures[picture].size
 
 
 def test_a_model_that_cannot_be_explained_gets_no_why_button_and_a_501(
-        make_app, png_pictures, monkeypatch):
+    make_app, png_pictures, monkeypatch
+):
     monkeypatch.setattr("classifier.explain.last_conv_layer", lambda model: None)
     monkeypatch.setattr("classifier.service.last_conv_layer", lambda model: None)
     client = make_app().test_client()
     html = result_page(client, png_pictures["mod0"])
     assert "why-form" not in html
-    answer = client.post("/api/predict?explain=1",
-                         data={"file": (io.BytesIO(png_pictures["mod0"]), "photo.png")})
+    answer = client.post(
+        "/api/predict?explain=1", data={"file": (io.BytesIO(png_pictures["mod0"]), "photo.png")}
+    )
     assert answer.status_code == 501 and "no convolutional layer" in answer.get_json()["error"]
 
 
 def test_with_many_classes_the_top_five_are_shown_most_probable_first():
-    probabilities = {f"class{index}": value for index, value in
-                     enumerate([0.02, 0.30, 0.05, 0.25, 0.01, 0.20, 0.07, 0.10])}
+    probabilities = {
+        f"class{index}": value
+        for index, value in enumerate([0.02, 0.30, 0.05, 0.25, 0.01, 0.20, 0.07, 0.10])
+    }
     bars = top_bars(probabilities)
     assert [bar.label for bar in bars] == ["class1", "class3", "class5", "class7", "class6"]
     assert [bar.percent for bar in bars] == ["30.0%", "25.0%", "20.0%", "10.0%", "7.0%"]
@@ -151,12 +173,18 @@ def test_with_many_classes_the_top_five_are_shown_most_probable_first():
 
 @pytest.mark.parametrize(("count", "buttons", "select"), [(2, 1, False), (10, 0, True)])
 def test_feedback_offers_every_other_class_as_a_button_or_with_many_as_a_list(
-        shared_app, count, buttons, select):
+    shared_app, count, buttons, select
+):
     classes = [f"c{index}" for index in range(count)]
-    result = Result(label="c0", confidence=0.9, class_count=count,
-                    bars=top_bars({label: 1 / count for label in classes}))
-    template = ('{% from "_result.html" import result_card %}'
-                '{{ result_card(result, classes, true, true) }}')
+    result = Result(
+        label="c0",
+        confidence=0.9,
+        class_count=count,
+        bars=top_bars({label: 1 / count for label in classes}),
+    )
+    template = (
+        '{% from "_result.html" import result_card %}{{ result_card(result, classes, true, true) }}'
+    )
     with shared_app.test_request_context():
         html = render_template_string(template, result=result, classes=classes)
     visible = re.findall(r'<button type="submit" name="label" value="(\w+)"[^>]*>', html)
@@ -165,8 +193,9 @@ def test_feedback_offers_every_other_class_as_a_button_or_with_many_as_a_list(
     assert ('<select class="form-select" id="feedback-label" name="label">' in html) == select
     assert ('<option value="c0" disabled>' in html) == select
     assert len(meters(html)) == min(5, count)
-    assert (f"The top 5 of <span class=\"bars-total\">{count}</span> classes" in html) == (
-        count > 5 and 'class="bars-more small text-body-secondary">' in html)
+    assert (f'The top 5 of <span class="bars-total">{count}</span> classes' in html) == (
+        count > 5 and 'class="bars-more small text-body-secondary">' in html
+    )
 
 
 class FakeClock:
@@ -204,18 +233,21 @@ def test_the_result_store_forgets_results_older_than_its_age():
 def pages(make_app, png_pictures) -> dict[str, str]:
     """Every page the site has, as HTML: form, result, model card, error."""
     client = make_app().test_client()
-    return {"form": client.get("/").get_data(as_text=True),
-            "result": result_page(client, png_pictures["mod0"]),
-            "model": client.get("/model").get_data(as_text=True),
-            "error": client.get("/nowhere").get_data(as_text=True)}
+    return {
+        "form": client.get("/").get_data(as_text=True),
+        "result": result_page(client, png_pictures["mod0"]),
+        "model": client.get("/model").get_data(as_text=True),
+        "error": client.get("/nowhere").get_data(as_text=True),
+    }
 
 
 @pytest.mark.parametrize("name", ["form", "result", "model", "error"])
-def test_pages_have_no_inline_script_or_style_and_only_local_assets(make_app, png_pictures,
-                                                                    name):
+def test_pages_have_no_inline_script_or_style_and_only_local_assets(make_app, png_pictures, name):
     html = pages(make_app, png_pictures)[name]
     assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
     assert re.findall(r"<style|\sstyle=|\son[a-z]+=", html, flags=re.IGNORECASE) == []
     addresses = re.findall(r'\s(?:src|href|action)="([^"]*)"', html)
-    assert addresses and all(address.startswith(("/", "#", "data:image/jpeg;base64,"))
-                             and not address.startswith("//") for address in addresses)
+    assert addresses and all(
+        address.startswith(("/", "#", "data:image/jpeg;base64,")) and not address.startswith("//")
+        for address in addresses
+    )

@@ -32,8 +32,9 @@ mod/mod_2.jpg,valid,mod,mod,0.55,0.60
 rocker/rocker_2.jpg,train,rocker,rocker,0.52,0.65
 """
 # two images per class are not in the top losses: cleaned.csv must keep them all the same
-STARTING_LABELS = {f"{label}/{label}_{i}.jpg": label
-                   for label in ("mod", "rocker") for i in range(4)}
+STARTING_LABELS = {
+    f"{label}/{label}_{i}.jpg": label for label in ("mod", "rocker") for i in range(4)
+}
 TOP_FILES = [line.split(",")[0] for line in TOP_LOSSES.splitlines()[1:]]
 
 
@@ -42,8 +43,10 @@ def photo_tiles():
     """Eight 128x128 crops of scikit-learn's two sample photos: real pixels, no download."""
     china, flower = load_sample_images().images
     return {
-        label: [Image.fromarray(photo[y:y + 192, x:x + 192]).resize((128, 128))
-                for x, y in ((40, 60), (240, 60), (40, 220), (300, 200))]
+        label: [
+            Image.fromarray(photo[y : y + 192, x : x + 192]).resize((128, 128))
+            for x, y in ((40, 60), (240, 60), (40, 220), (300, 200))
+        ]
         for label, photo in (("mod", china), ("rocker", flower))
     }
 
@@ -72,9 +75,12 @@ def reports_dir(tmp_path):
 @pytest.fixture()
 def make_client(data_dir, reports_dir):
     """A function returning a test client of a freshly started review app (a restart)."""
+
     def make(**config):
-        return review.create_review_app(data_dir, reports_dir, {"TESTING": True, **config}) \
-            .test_client()
+        return review.create_review_app(
+            data_dir, reports_dir, {"TESTING": True, **config}
+        ).test_client()
+
     return make
 
 
@@ -112,10 +118,11 @@ def card(page: str, fname: str) -> str:
     """The HTML of `fname`'s card on `page`."""
     start = page.index(f'data-file="{fname}"')
     end = page.find("data-file=", start + 1)
-    return page[start:end if end > 0 else len(page)]
+    return page[start : end if end > 0 else len(page)]
 
 
 # --- the factory and start-up ---------------------------------------------------------------
+
 
 def test_factory_takes_testing_config(data_dir, reports_dir):
     assert not review.create_review_app(data_dir, reports_dir).testing
@@ -136,23 +143,51 @@ def test_serve_listens_on_loopback_only(data_dir, reports_dir, monkeypatch):
     assert load_app().extensions[EXTENSION].state.data_dir == data_dir
 
 
-@pytest.mark.parametrize(("break_it", "message"), [
-    (lambda data, reports: (reports / "top_losses.csv").unlink(), "train.py fit"),
-    (lambda data, reports: (reports / "top_losses.csv").write_text("file,loss\n"), "train.py fit"),
-    (lambda data, reports: shutil.rmtree(data), "is not a folder"),
-    (lambda data, reports: [shutil.rmtree(data), data.mkdir()], "holds no images"),
-    (lambda data, reports: (data / "review_decisions.json").write_text("{"), "delete it"),
-    (lambda data, reports: (data / "review_decisions.json").write_text(json.dumps(
-        {"format": 1, "start_labels": {"a.jpg": "mod"}, "decisions": {"a.jpg": {"action": "x"}}})),
-     "delete it"),
-    (lambda data, reports: (data / "cleaned.csv").write_text("name,class\n"), "fname,label"),
-    (lambda data, reports: (reports / "top_losses.csv").write_text(
-        TOP_LOSSES.replace("mod/", "other/mod/").replace("rocker/", "other/rocker/")),
-     "none of the files"),
-], ids=["no top_losses", "old top_losses", "no DIR", "empty DIR", "bad decisions",
-        "unknown action", "bad csv", "other DIR's top_losses"])
-def test_startup_problem_is_one_sentence_saying_what_to_do(data_dir, reports_dir, break_it,
-                                                           message):
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (lambda data, reports: (reports / "top_losses.csv").unlink(), "train.py fit"),
+        (
+            lambda data, reports: (reports / "top_losses.csv").write_text("file,loss\n"),
+            "train.py fit",
+        ),
+        (lambda data, reports: shutil.rmtree(data), "is not a folder"),
+        (lambda data, reports: [shutil.rmtree(data), data.mkdir()], "holds no images"),
+        (lambda data, reports: (data / "review_decisions.json").write_text("{"), "delete it"),
+        (
+            lambda data, reports: (data / "review_decisions.json").write_text(
+                json.dumps(
+                    {
+                        "format": 1,
+                        "start_labels": {"a.jpg": "mod"},
+                        "decisions": {"a.jpg": {"action": "x"}},
+                    }
+                )
+            ),
+            "delete it",
+        ),
+        (lambda data, reports: (data / "cleaned.csv").write_text("name,class\n"), "fname,label"),
+        (
+            lambda data, reports: (reports / "top_losses.csv").write_text(
+                TOP_LOSSES.replace("mod/", "other/mod/").replace("rocker/", "other/rocker/")
+            ),
+            "none of the files",
+        ),
+    ],
+    ids=[
+        "no top_losses",
+        "old top_losses",
+        "no DIR",
+        "empty DIR",
+        "bad decisions",
+        "unknown action",
+        "bad csv",
+        "other DIR's top_losses",
+    ],
+)
+def test_startup_problem_is_one_sentence_saying_what_to_do(
+    data_dir, reports_dir, break_it, message
+):
     break_it(data_dir, reports_dir)
     with pytest.raises(StartupError, match=re.escape(message)):
         review.create_review_app(data_dir, reports_dir)
@@ -160,12 +195,19 @@ def test_startup_problem_is_one_sentence_saying_what_to_do(data_dir, reports_dir
 
 # --- the page ---------------------------------------------------------------------------------
 
+
 def test_page_shows_each_top_loss_with_its_numbers(client):
     page = client.get("/").text
     assert shown_files(page) == TOP_FILES
     mod_0 = card(page, "mod/mod_0.jpg")
-    for text in ("valid", "<dd class=\"col-7 mb-0\">mod</dd>", "rocker", "0.970", "3.510",
-                 'src="/image?file=mod/mod_0.jpg"'):
+    for text in (
+        "valid",
+        '<dd class="col-7 mb-0">mod</dd>',
+        "rocker",
+        "0.970",
+        "3.510",
+        'src="/image?file=mod/mod_0.jpg"',
+    ):
         assert text in mod_0
 
 
@@ -178,20 +220,26 @@ def test_page_loads_bootstrap_locally_without_inline_script_or_style(client):
     assert client.get("/static/review.css").status_code == 200
 
 
-@pytest.mark.parametrize(("query", "files"), [
-    ("", TOP_FILES),
-    ("?label=mod", ["mod/mod_0.jpg", "mod/mod_1.jpg", "mod/mod_2.jpg"]),
-    ("?split=valid", ["mod/mod_0.jpg", "rocker/rocker_1.jpg", "mod/mod_2.jpg"]),
-    ("?label=rocker&split=train", ["rocker/rocker_0.jpg", "rocker/rocker_2.jpg"]),
-])
+@pytest.mark.parametrize(
+    ("query", "files"),
+    [
+        ("", TOP_FILES),
+        ("?label=mod", ["mod/mod_0.jpg", "mod/mod_1.jpg", "mod/mod_2.jpg"]),
+        ("?split=valid", ["mod/mod_0.jpg", "rocker/rocker_1.jpg", "mod/mod_2.jpg"]),
+        ("?label=rocker&split=train", ["rocker/rocker_0.jpg", "rocker/rocker_2.jpg"]),
+    ],
+)
 def test_filter_by_class_and_split(client, query, files):
     assert shown_files(client.get(f"/{query}").text) == files
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("?label=teddy", "Unknown class &#39;teddy&#39;: choose one of mod, rocker."),
-    ("?split=test", "Unknown split &#39;test&#39;: choose train or valid."),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("?label=teddy", "Unknown class &#39;teddy&#39;: choose one of mod, rocker."),
+        ("?split=test", "Unknown split &#39;test&#39;: choose train or valid."),
+    ],
+)
 def test_unknown_filter_gets_400_saying_what_to_choose(client, query, message):
     response = client.get(f"/{query}")
     assert response.status_code == 400
@@ -216,8 +264,9 @@ DECISIONS = [
 
 
 @pytest.mark.parametrize(("action", "label", "saved", "badge"), DECISIONS)
-def test_decision_rewrites_cleaned_csv_with_every_image(client, data_dir, action, label, saved,
-                                                        badge):
+def test_decision_rewrites_cleaned_csv_with_every_image(
+    client, data_dir, action, label, saved, badge
+):
     assert decide(client, "mod/mod_0.jpg", action, label).status_code == 302
     expected = {**STARTING_LABELS, "mod/mod_0.jpg": saved}
     assert read_cleaned(data_dir) == {f: lab for f, lab in expected.items() if lab is not None}
@@ -286,13 +335,17 @@ def test_failed_write_leaves_files_and_page_unchanged(client, data_dir, monkeypa
     assert not [p for p in data_dir.iterdir() if p.suffix == ".tmp"]
 
 
-@pytest.mark.parametrize("form", [
-    {"file": "mod/mod_0.jpg", "action": "relabel", "label": "teddy"},
-    {"file": "mod/mod_0.jpg", "action": "relabel"},
-    {"file": "mod/mod_0.jpg", "action": "explode"},
-    {"file": "mod/mod_0.jpg"},
-    {"action": "keep"},
-], ids=["unknown class", "no class", "unknown action", "no action", "no file"])
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"file": "mod/mod_0.jpg", "action": "relabel", "label": "teddy"},
+        {"file": "mod/mod_0.jpg", "action": "relabel"},
+        {"file": "mod/mod_0.jpg", "action": "explode"},
+        {"file": "mod/mod_0.jpg"},
+        {"action": "keep"},
+    ],
+    ids=["unknown class", "no class", "unknown action", "no action", "no file"],
+)
 def test_malformed_decision_gets_400_and_changes_nothing(client, data_dir, form):
     response = client.post("/decide", data={"csrf_token": csrf_token(client), **form})
     assert response.status_code == 400
@@ -300,6 +353,7 @@ def test_malformed_decision_gets_400_and_changes_nothing(client, data_dir, form)
 
 
 # --- paths and CSRF ------------------------------------------------------------------------------
+
 
 def test_image_route_serves_the_image_file(client, data_dir):
     response = client.get("/image", query_string={"file": "rocker/rocker_3.jpg"})
@@ -345,10 +399,13 @@ def test_image_behind_a_symlink_out_of_dir_gets_400(make_client, data_dir):
 
 
 @pytest.mark.parametrize("token", [None, "forged-token"], ids=["missing", "forged"])
-@pytest.mark.parametrize(("path", "form"), [
-    ("/decide", {"file": "mod/mod_0.jpg", "action": "delete"}),
-    ("/deletions", {"files": "rocker/rocker_0.jpg", "confirm": "y"}),
-])
+@pytest.mark.parametrize(
+    ("path", "form"),
+    [
+        ("/decide", {"file": "mod/mod_0.jpg", "action": "delete"}),
+        ("/deletions", {"files": "rocker/rocker_0.jpg", "confirm": "y"}),
+    ],
+)
 def test_form_without_a_valid_csrf_token_gets_400(client, data_dir, path, form, token):
     decide(client, "rocker/rocker_0.jpg", "delete")
     before = read_cleaned(data_dir)
@@ -360,6 +417,7 @@ def test_form_without_a_valid_csrf_token_gets_400(client, data_dir, path, form, 
 
 
 # --- apply deletions ---------------------------------------------------------------------------
+
 
 def test_deletion_page_lists_marked_files_all_ticked(client):
     decide(client, "mod/mod_0.jpg", "delete")
@@ -412,9 +470,11 @@ def test_apply_deletions_refuses_files_not_marked(client, data_dir, fname):
 
 
 def test_apply_deletions_never_leaves_dir_even_when_decisions_file_says_so(make_client, data_dir):
-    saved = {"format": 1, "start_labels": STARTING_LABELS,
-             "decisions": {"mod/mod_0.jpg": {"action": "delete"},
-                           "../secret.txt": {"action": "delete"}}}
+    saved = {
+        "format": 1,
+        "start_labels": STARTING_LABELS,
+        "decisions": {"mod/mod_0.jpg": {"action": "delete"}, "../secret.txt": {"action": "delete"}},
+    }
     (data_dir / "review_decisions.json").write_text(json.dumps(saved))
     client = make_client()
     assert apply_deletions(client, ["mod/mod_0.jpg", "../secret.txt"]).status_code == 400
@@ -423,6 +483,7 @@ def test_apply_deletions_never_leaves_dir_even_when_decisions_file_says_so(make_
 
 
 # --- end to end in a real browser -----------------------------------------------------------------
+
 
 @pytest.fixture()
 def live_url(data_dir, reports_dir, monkeypatch):
@@ -469,8 +530,10 @@ def test_review_in_a_browser_relabel_delete_reload_undo(live_url, browser_page, 
 
     page.reload()
     assert mod_0.locator(".decision").inner_text() == "Relabelled: rocker"
-    assert page.locator('[data-file="rocker/rocker_0.jpg"] .decision').inner_text() \
+    assert (
+        page.locator('[data-file="rocker/rocker_0.jpg"] .decision').inner_text()
         == "Marked for deletion"
+    )
     assert read_cleaned(data_dir) == relabelled_and_deleted
     page.screenshot(path=tmp_path / "review.png")
 
@@ -492,5 +555,6 @@ def test_review_in_a_browser_relabel_delete_reload_undo(live_url, browser_page, 
 
     if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":  # kept small: 128 colours are plenty
         docs_png = Path(__file__).parents[1] / "docs" / "review.png"
-        Image.open(tmp_path / "review.png").convert("RGB").quantize(128).save(docs_png,
-                                                                             optimize=True)
+        Image.open(tmp_path / "review.png").convert("RGB").quantize(128).save(
+            docs_png, optimize=True
+        )

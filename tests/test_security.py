@@ -62,6 +62,7 @@ def test_a_forced_500_carries_the_security_headers_too(failing_app):
 
 # --- error pages -------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def failing_app(make_app):
     """An app with a page and an API route that raise: a bug, as far as the user can tell."""
@@ -123,8 +124,9 @@ def test_a_405_says_which_methods_are_allowed(client, path):
 
 
 def test_the_413_sentence_names_the_limit(failing_app):
-    answer = failing_app.test_client().post("/api/predict", data=bytes(4096),
-                                            content_type="image/png")
+    answer = failing_app.test_client().post(
+        "/api/predict", data=bytes(4096), content_type="image/png"
+    )
     assert "limit of 2 kB" in answer.get_json()["error"]
 
 
@@ -136,6 +138,7 @@ def test_a_500_logs_the_traceback_for_the_operator(failing_app, caplog):
 
 
 # --- CSRF --------------------------------------------------------------------------------------
+
 
 def test_a_form_post_with_a_forged_token_is_refused(client, png_pictures):
     answer = client.post("/", data={"csrf_token": "forged", **upload(png_pictures["mod0"])})
@@ -162,17 +165,25 @@ def test_a_token_signed_with_another_secret_is_refused(make_app, png_pictures):
     assert answer.status_code == 400
 
 
-@pytest.mark.parametrize(("referrer", "status", "words"), [
-    (None, 400, "the referrer header is missing"),
-    ("https://evil.example/", 400, "the referrer does not match the host"),
-    ("https://localhost/", 302, ""),
-])
-def test_over_https_the_form_must_come_from_this_site(client, png_pictures, referrer, status,
-                                                       words):
+@pytest.mark.parametrize(
+    ("referrer", "status", "words"),
+    [
+        (None, 400, "the referrer header is missing"),
+        ("https://evil.example/", 400, "the referrer does not match the host"),
+        ("https://localhost/", 302, ""),
+    ],
+)
+def test_over_https_the_form_must_come_from_this_site(
+    client, png_pictures, referrer, status, words
+):
     token = read_csrf_token(client.get("/", base_url="https://localhost").get_data(as_text=True))
     headers = {"Referer": referrer} if referrer else {}
-    answer = client.post("/", base_url="https://localhost", headers=headers,
-                         data={"csrf_token": token, **upload(png_pictures["rocker0"])})
+    answer = client.post(
+        "/",
+        base_url="https://localhost",
+        headers=headers,
+        data={"csrf_token": token, **upload(png_pictures["rocker0"])},
+    )
     assert answer.status_code == status
     assert words in answer.get_data(as_text=True)
 
@@ -183,6 +194,7 @@ def test_the_session_cookie_is_http_only_and_same_site(client):
 
 
 # --- debug mode and the development server -----------------------------------------------------
+
 
 @pytest.mark.parametrize(("variable", "value"), [("FLASK_DEBUG", "1"), ("SEAFRONT_DEBUG", "true")])
 def test_debug_from_the_environment_stops_start_up(monkeypatch, tmp_path, variable, value):
@@ -234,9 +246,11 @@ def test_the_api_never_echoes_an_upload(client, data, filename, content_type):
 
 @pytest.mark.parametrize(("data", "filename", "content_type"), HOSTILE_UPLOADS)
 def test_the_page_never_echoes_an_upload(client, csrf_token, data, filename, content_type):
-    answer = client.post("/", data={"csrf_token": csrf_token,
-                                    **upload(data, filename, content_type)},
-                         follow_redirects=True)
+    answer = client.post(
+        "/",
+        data={"csrf_token": csrf_token, **upload(data, filename, content_type)},
+        follow_redirects=True,
+    )
     assert answer.mimetype == "text/html"
     page = answer.get_data(as_text=True)
     assert filename not in page and "alert(" not in page
@@ -245,12 +259,21 @@ def test_the_page_never_echoes_an_upload(client, csrf_token, data, filename, con
 def test_kept_uploads_are_not_reachable_over_http(make_app, tmp_path):
     app = make_app(KEEP_UPLOADS=True)
     client = app.test_client()
-    assert client.post("/api/predict", data=upload(gif_html_polyglot(), "page.html",
-                                                   "text/html")).status_code == 200
+    assert (
+        client.post(
+            "/api/predict", data=upload(gif_html_polyglot(), "page.html", "text/html")
+        ).status_code
+        == 200
+    )
     [kept] = [path for path in (tmp_path / "uploads").rglob("*") if path.is_file()]
     assert kept.suffix == ".gif" and "page" not in kept.name
-    for url in (f"/uploads/{kept.name}", f"/static/{kept.name}", f"/static/../uploads/{kept.name}",
-                f"/{kept.name}", "/static/page.html"):
+    for url in (
+        f"/uploads/{kept.name}",
+        f"/static/{kept.name}",
+        f"/static/../uploads/{kept.name}",
+        f"/{kept.name}",
+        "/static/page.html",
+    ):
         answer = client.get(url)
         assert answer.status_code == 404, url
         assert gif_html_polyglot() not in answer.get_data()

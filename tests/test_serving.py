@@ -24,16 +24,38 @@ def test_served_by_gunicorn_and_the_log_says_file_classes_device_and_time(live_s
 
 def test_gunicorn_serves_the_module_level_application(model_path, tmp_path):
     port = free_port()
-    environment = {**os.environ, "SEAFRONT_MODEL_PATH": str(model_path),
-                   "SEAFRONT_INSTANCE_PATH": str(tmp_path / "instance")}
+    environment = {
+        **os.environ,
+        "SEAFRONT_MODEL_PATH": str(model_path),
+        "SEAFRONT_INSTANCE_PATH": str(tmp_path / "instance"),
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "application:application", "--bind",
-         f"127.0.0.1:{port}", "--worker-class", "gthread", "--threads", "4"],
-        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "application:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
+        ],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         health = wait_for_health(f"http://127.0.0.1:{port}", process)
-        assert health == {"status": "ok", "model_loaded": True, "device": "cpu",
-                          "classes": ["mod", "rocker"]}
+        assert health == {
+            "status": "ok",
+            "model_loaded": True,
+            "device": "cpu",
+            "classes": ["mod", "rocker"],
+        }
     finally:
         process.terminate()
         output = process.communicate(timeout=30)[0]
@@ -57,9 +79,14 @@ def run_application(*args: str, timeout: float = 90) -> subprocess.CompletedProc
     """Run `python application.py ARGS` to completion (its secret key in a temporary folder)."""
     with tempfile.TemporaryDirectory() as instance:
         environment = {**os.environ, "SEAFRONT_INSTANCE_PATH": instance}
-        return subprocess.run([sys.executable, str(ROOT / "application.py"), "--port", "0",
-                               *args], cwd=ROOT, env=environment, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            [sys.executable, str(ROOT / "application.py"), "--port", "0", *args],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 def test_a_broken_model_file_stops_start_up_with_one_sentence(tmp_path):

@@ -91,28 +91,51 @@ BAD_INPUTS = [
     pytest.param(broken_image, "cannot be opened", id="image that does not open"),
     pytest.param(unknown_architecture, "unknown architecture", id="unknown architecture"),
     pytest.param(lr_max_without_unfreezing, "--unfreeze-epochs", id="lr-max alone"),
-    pytest.param(lambda tmp: ["lr-find", "--data", str(tmp), "--iterations", "5"],
-                 "at least 20", id="too few lr-find iterations"),
-    pytest.param(lambda tmp: ["download", str(tmp / "mods.csv")], "not found",
-                 id="missing URL file"),
+    pytest.param(
+        lambda tmp: ["lr-find", "--data", str(tmp), "--iterations", "5"],
+        "at least 20",
+        id="too few lr-find iterations",
+    ),
+    pytest.param(
+        lambda tmp: ["download", str(tmp / "mods.csv")], "not found", id="missing URL file"
+    ),
     pytest.param(lambda tmp: url_file(tmp, ""), "holds no URLs", id="empty URL file"),
     pytest.param(lambda tmp: url_file(tmp, "\n  \n"), "holds no URLs", id="blank URL file"),
-    pytest.param(lambda tmp: url_file(tmp, "http://a.example/1.jpg\nmods, rockers\n"),
-                 "line 2 is not an http(s) URL", id="malformed URL file"),
-    pytest.param(lambda tmp: url_file(tmp, b"\xff\xd8\xff\xe0 a JPEG"), "not a text file",
-                 id="binary URL file"),
+    pytest.param(
+        lambda tmp: url_file(tmp, "http://a.example/1.jpg\nmods, rockers\n"),
+        "line 2 is not an http(s) URL",
+        id="malformed URL file",
+    ),
+    pytest.param(
+        lambda tmp: url_file(tmp, b"\xff\xd8\xff\xe0 a JPEG"),
+        "not a text file",
+        id="binary URL file",
+    ),
     pytest.param(lambda tmp: labels(tmp, None), "labels file", id="missing labels file"),
     pytest.param(lambda tmp: labels(tmp, ""), "no fname,label header", id="empty labels file"),
-    pytest.param(lambda tmp: labels(tmp, "file,class\n0/0000.png,0\n"), "no fname,label header",
-                 id="labels file with other columns"),
-    pytest.param(lambda tmp: labels(tmp, "fname,label\n"), "lists no images",
-                 id="labels file without rows"),
-    pytest.param(lambda tmp: labels(tmp, "fname,label\n0/0000.png,0\n0/0010.png\n"),
-                 "line 3 lacks a fname or a label", id="labels row without label"),
-    pytest.param(lambda tmp: labels(tmp, "fname,label\n0/0000.png,0\n1/gone.png,1\n"),
-                 "1/gone.png", id="labels pointing at missing files"),
-    pytest.param(extra_with_unknown_class, "is not one of the classes",
-                 id="extra folder with an unknown class"),
+    pytest.param(
+        lambda tmp: labels(tmp, "file,class\n0/0000.png,0\n"),
+        "no fname,label header",
+        id="labels file with other columns",
+    ),
+    pytest.param(
+        lambda tmp: labels(tmp, "fname,label\n"), "lists no images", id="labels file without rows"
+    ),
+    pytest.param(
+        lambda tmp: labels(tmp, "fname,label\n0/0000.png,0\n0/0010.png\n"),
+        "line 3 lacks a fname or a label",
+        id="labels row without label",
+    ),
+    pytest.param(
+        lambda tmp: labels(tmp, "fname,label\n0/0000.png,0\n1/gone.png,1\n"),
+        "1/gone.png",
+        id="labels pointing at missing files",
+    ),
+    pytest.param(
+        extra_with_unknown_class,
+        "is not one of the classes",
+        id="extra folder with an unknown class",
+    ),
     pytest.param(missing_extra, "extra folder", id="missing extra folder"),
 ]
 
@@ -130,14 +153,18 @@ def test_bad_input_ends_in_one_sentence_and_exit_status_2(
     assert not (tmp_path / "models").exists()
 
 
-@pytest.mark.parametrize("argv", [
-    ["fit", "--data", "d", "--valid-pct", "1.5"],
-    ["fit", "--data", "d", "--epochs", "0"],
-    ["fit", "--data", "d", "--lr-max", "1e-3"],
-    ["fit", "--data", "d", "--lr-max", "1e-3:1e-4"],
-    ["fit"],
-    ["download"],
-], ids=" ".join)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["fit", "--data", "d", "--valid-pct", "1.5"],
+        ["fit", "--data", "d", "--epochs", "0"],
+        ["fit", "--data", "d", "--lr-max", "1e-3"],
+        ["fit", "--data", "d", "--lr-max", "1e-3:1e-4"],
+        ["fit"],
+        ["download"],
+    ],
+    ids=" ".join,
+)
 def test_malformed_options_exit_with_status_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(argv)
@@ -145,9 +172,7 @@ def test_malformed_options_exit_with_status_2(argv, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def test_missing_pretrained_weights_name_no_pretrained_and_the_cache(
-    tmp_path, monkeypatch, capsys
-):
+def test_missing_pretrained_weights_name_no_pretrained_and_the_cache(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
     def offline(*args, **kwargs):
@@ -155,8 +180,9 @@ def test_missing_pretrained_weights_name_no_pretrained_and_the_cache(
 
     monkeypatch.setattr(torch.hub, "urlopen", offline)
     data = two_classes(tmp_path / "data")
-    status = train.main(["fit", "--data", str(data), "--arch", "resnet18",
-                         "--models", str(tmp_path / "models")])
+    status = train.main(
+        ["fit", "--data", str(data), "--arch", "resnet18", "--models", str(tmp_path / "models")]
+    )
     err = capsys.readouterr().err
     assert status == 2
     assert err.count("\n") == 1
@@ -169,12 +195,27 @@ def test_train_py_offline_run_exits_2_with_one_sentence(tmp_path):
     """A real `python train.py fit` with the weights server unreachable (a closed local port)."""
     data = two_classes(tmp_path / "data")
     proxy_free = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env = {**proxy_free, "TORCH_HOME": str(tmp_path / "torch"),
-           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    env = {
+        **proxy_free,
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+    }
     result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "fit", "--data", str(data),
-         "--models", str(tmp_path / "models")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "fit",
+            "--data",
+            str(data),
+            "--models",
+            str(tmp_path / "models"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr

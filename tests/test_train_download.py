@@ -47,13 +47,18 @@ class ImageServer:
 @pytest.fixture
 def image_server(tmp_path, monkeypatch) -> Iterator[ImageServer]:
     """Serves china.jpg and flower.jpg (scikit-learn's two photos) and notes.jpg (text)."""
-    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-                 "all_proxy"):
+    for name in (
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
         monkeypatch.delenv(name, raising=False)  # 127.0.0.1 must be reached directly
     folder = tmp_path / "site"
     folder.mkdir()
-    for name, pixels in zip(("china.jpg", "flower.jpg"), load_sample_images().images,
-                            strict=True):
+    for name, pixels in zip(("china.jpg", "flower.jpg"), load_sample_images().images, strict=True):
         photo = Image.fromarray(pixels)
         photo.thumbnail((96, 96))
         photo.save(folder / name, "JPEG")
@@ -73,10 +78,18 @@ def dead_url() -> str:
 def write_url_files(tmp_path: Path, server: ImageServer) -> list[str]:
     """mods: two photos, a 404, a non-image and a dead port; rockers: the two photos."""
     mods = tmp_path / "mods.csv"
-    mods.write_text("\n".join([
-        f"{server.url}/china.jpg", f"{server.url}/flower.jpg", f"{server.url}/missing.jpg",
-        f"{server.url}/notes.jpg", dead_url(),
-    ]) + "\n")
+    mods.write_text(
+        "\n".join(
+            [
+                f"{server.url}/china.jpg",
+                f"{server.url}/flower.jpg",
+                f"{server.url}/missing.jpg",
+                f"{server.url}/notes.jpg",
+                dead_url(),
+            ]
+        )
+        + "\n"
+    )
     rockers = tmp_path / "rockers.txt"
     rockers.write_text(f"{server.url}/flower.jpg?size=large\n\n{server.url}/china.jpg\n")
     return [str(mods), str(rockers)]
@@ -134,7 +147,8 @@ def test_max_pics_takes_the_first_urls_of_each_file(image_server, tmp_path, caps
     assert train.main(["download", *urls, "--dest", str(dest), "--max-pics", "1"]) == 0
     assert table(capsys.readouterr().out) == {"mods": (1, 0, 0, 0), "rockers": (1, 0, 0, 0)}
     assert [p.name for p in (dest / "mods").iterdir()] == [
-        url_filename(f"{image_server.url}/china.jpg")]
+        url_filename(f"{image_server.url}/china.jpg")
+    ]
 
 
 def test_nothing_downloadable_exits_1_with_a_hint(image_server, tmp_path, capsys):

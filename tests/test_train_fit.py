@@ -29,13 +29,41 @@ from webapp import create_app
 DIGITS = ("0", "1", "7")
 PER_CLASS = 60
 # small and from scratch, as the demo: 32-pixel digits, resnet18, four epochs (seconds)
-FIT_ARGS = ["--no-pretrained", "--arch", "resnet18", "--size", "32", "--epochs", "4",
-            "--lr", "3e-3", "--batch-size", "16", "--workers", "0", "--no-augment"]
+FIT_ARGS = [
+    "--no-pretrained",
+    "--arch",
+    "resnet18",
+    "--size",
+    "32",
+    "--epochs",
+    "4",
+    "--lr",
+    "3e-3",
+    "--batch-size",
+    "16",
+    "--workers",
+    "0",
+    "--no-augment",
+]
 CARD_TYPES = {
-    "name": str, "classes": list, "architecture": str, "pretrained": bool, "image_size": int,
-    "train_count": int, "valid_count": int, "error_rate": float, "accuracy": float,
-    "per_class_accuracy": dict, "epochs": dict, "learning_rates": dict, "fastai_version": str,
-    "torch_version": str, "created": str, "sha256": str, "demo": bool, "data": str,
+    "name": str,
+    "classes": list,
+    "architecture": str,
+    "pretrained": bool,
+    "image_size": int,
+    "train_count": int,
+    "valid_count": int,
+    "error_rate": float,
+    "accuracy": float,
+    "per_class_accuracy": dict,
+    "epochs": dict,
+    "learning_rates": dict,
+    "fastai_version": str,
+    "torch_version": str,
+    "created": str,
+    "sha256": str,
+    "demo": bool,
+    "data": str,
     "reports": dict,
 }
 
@@ -91,12 +119,29 @@ def fitted(digits, tmp_path_factory) -> SimpleNamespace:
     with pytest.MonkeyPatch.context() as monkeypatch, one_torch_thread():
         results = spy_fit(monkeypatch)
         started = time.monotonic()
-        status = train.main(["fit", "--data", str(digits), "--models", str(models),
-                             "--reports", str(reports), *FIT_ARGS])
+        status = train.main(
+            [
+                "fit",
+                "--data",
+                str(digits),
+                "--models",
+                str(models),
+                "--reports",
+                str(reports),
+                *FIT_ARGS,
+            ]
+        )
         seconds = time.monotonic() - started
     card = json.loads((models / "export.json").read_text())
-    return SimpleNamespace(status=status, models=models, reports=reports, card=card,
-                           learner=results[0].learner, seconds=seconds, data=digits)
+    return SimpleNamespace(
+        status=status,
+        models=models,
+        reports=reports,
+        card=card,
+        learner=results[0].learner,
+        seconds=seconds,
+        data=digits,
+    )
 
 
 def test_fit_learns_digits_to_at_least_90_percent(fitted):
@@ -153,20 +198,29 @@ def test_top_losses_csv_lists_every_data_image_worst_first(fitted):
 
 
 def test_the_app_predicts_what_the_learner_predicted_at_the_end_of_training(fitted, tmp_path):
-    app = create_app({"MODEL_PATH": str(fitted.models / "export.pkl"), "TESTING": True,
-                      "INSTANCE_PATH": str(tmp_path / "instance")})
+    app = create_app(
+        {
+            "MODEL_PATH": str(fitted.models / "export.pkl"),
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+        }
+    )
     try:
         client = app.test_client()
         for digit in DIGITS:
             image = sorted((fitted.data / digit).iterdir())[-1]
             label, _, expected = fitted.learner.predict(image)
-            answer = client.post("/api/predict", content_type="multipart/form-data",
-                                 data={"file": (io.BytesIO(image.read_bytes()), image.name)})
+            answer = client.post(
+                "/api/predict",
+                content_type="multipart/form-data",
+                data={"file": (io.BytesIO(image.read_bytes()), image.name)},
+            )
             assert answer.status_code == 200
             body = answer.get_json()
             assert body["label"] == label
             assert body["probabilities"] == pytest.approx(
-                dict(zip(fitted.card["classes"], expected.tolist(), strict=True)), abs=1e-4)
+                dict(zip(fitted.card["classes"], expected.tolist(), strict=True)), abs=1e-4
+            )
     finally:
         app.extensions["seafront.model"].stop()
 
@@ -197,9 +251,27 @@ def test_the_review_page_knows_every_file_of_top_losses_csv(fitted):
 
 def test_lr_find_writes_a_png_and_prints_suggestions(digits, tmp_path, capsys):
     reports = tmp_path / "reports"
-    status = train.main(["lr-find", "--data", str(digits), "--reports", str(reports),
-                         "--iterations", "30", "--no-pretrained", "--arch", "resnet18",
-                         "--size", "16", "--batch-size", "8", "--workers", "0", "--no-augment"])
+    status = train.main(
+        [
+            "lr-find",
+            "--data",
+            str(digits),
+            "--reports",
+            str(reports),
+            "--iterations",
+            "30",
+            "--no-pretrained",
+            "--arch",
+            "resnet18",
+            "--size",
+            "16",
+            "--batch-size",
+            "8",
+            "--workers",
+            "0",
+            "--no-augment",
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 0
     with Image.open(reports / "lr_find.png") as image:
@@ -223,10 +295,28 @@ def test_labels_extras_and_unfreezing_end_up_in_the_card(digits, tmp_path):
     for digit in DIGITS:
         (tmp_path / "scans" / digit).rename(feedback / f"digit {digit}")
     models = tmp_path / "models"
-    argv = ["fit", "--data", str(digits), "--labels", str(labels), "--extra", str(feedback),
-            "--models", str(models), "--reports", str(tmp_path / "reports"),
-            *FIT_ARGS, "--epochs", "1", "--unfreeze-epochs", "1", "--lr-max", "1e-4:1e-3",
-            "--name", "relabelled digits"]
+    argv = [
+        "fit",
+        "--data",
+        str(digits),
+        "--labels",
+        str(labels),
+        "--extra",
+        str(feedback),
+        "--models",
+        str(models),
+        "--reports",
+        str(tmp_path / "reports"),
+        *FIT_ARGS,
+        "--epochs",
+        "1",
+        "--unfreeze-epochs",
+        "1",
+        "--lr-max",
+        "1e-4:1e-3",
+        "--name",
+        "relabelled digits",
+    ]
     assert train.main(argv) == 0
     card = json.loads((models / "export.json").read_text())
     assert card["name"] == "relabelled digits"

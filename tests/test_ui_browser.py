@@ -25,20 +25,27 @@ from .support import LiveServer
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-STRICT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; "
-              "img-src 'self' data: blob:; connect-src 'self'; form-action 'self'; "
-              "base-uri 'none'; object-src 'none'; frame-ancestors 'none'")
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data: blob:; connect-src 'self'; form-action 'self'; "
+    "base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
+)
 DESKTOP = {"width": 1000, "height": 900}
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
-         "is_mobile": True, "has_touch": True}
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 2,
+    "is_mobile": True,
+    "has_touch": True,
+}
 
 
 @pytest.fixture(scope="module")
 def ui_server(model_path, tmp_path_factory) -> Iterator[LiveServer]:
     """`python application.py` with the tiny model; feedback goes to its own uploads folder."""
     workdir = tmp_path_factory.mktemp("ui_live")
-    server = LiveServer(model_path, workdir,
-                        env={"SEAFRONT_UPLOAD_FOLDER": str(workdir / "uploads")})
+    server = LiveServer(
+        model_path, workdir, env={"SEAFRONT_UPLOAD_FOLDER": str(workdir / "uploads")}
+    )
     server.uploads = workdir / "uploads"
     try:
         yield server.wait_ready()
@@ -82,14 +89,18 @@ def open_page(browser, ui_server):
                 route.abort()
             elif request.resource_type == "document" and request.method == "GET":
                 response = route.fetch(max_redirects=0)
-                route.fulfill(response=response,
-                              headers={**response.headers, "content-security-policy": STRICT_CSP})
+                route.fulfill(
+                    response=response,
+                    headers={**response.headers, "content-security-policy": STRICT_CSP},
+                )
             else:
                 route.continue_()
 
         page.route("**/*", route)
-        page.on("console", lambda message: message.type == "error"
-                and watched.problems.append(message.text))
+        page.on(
+            "console",
+            lambda message: message.type == "error" and watched.problems.append(message.text),
+        )
         page.on("pageerror", lambda error: watched.problems.append(str(error)))
         page.goto(ui_server.url + path)
         return watched
@@ -119,8 +130,9 @@ def save_screenshot(page, path: Path, name: str) -> None:
     # the whole page, through a viewport as tall as the page: chromium's full-page capture
     # drops the touch emulation, which would hide the phone's "Take a photo" button
     width = page.viewport_size["width"]
-    page.set_viewport_size({"width": width,
-                            "height": page.evaluate("document.documentElement.scrollHeight")})
+    page.set_viewport_size(
+        {"width": width, "height": page.evaluate("document.documentElement.scrollHeight")}
+    )
     page.screenshot(path=path, scale="css")
     if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
         Image.open(path).convert("RGB").quantize(128).save(DOCS / name, optimize=True)
@@ -140,19 +152,21 @@ def drop_file(page, selector: str, name: str, data: bytes, mime: str = "image/pn
             const transfer = new DataTransfer();
             transfer.items.add(new File([bytes], name, { type: mime }));
             return transfer;
-        }""", [name, base64.b64encode(data).decode(), mime])
+        }""",
+        [name, base64.b64encode(data).decode(), mime],
+    )
     page.dispatch_event(selector, "dragenter", {"dataTransfer": transfer})
     page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
 
 
-def test_choose_see_photo_label_and_bars_ask_why_and_send_feedback(open_page, ui_server,
-                                                                   tmp_path):
+def test_choose_see_photo_label_and_bars_ask_why_and_send_feedback(open_page, ui_server, tmp_path):
     watched = open_page()
     page = watched.page
     with page.expect_file_chooser() as chooser:
         page.get_by_label("Photo", exact=True).click()
-    chooser.value.set_files({"name": "seafront.png", "mimeType": "image/png",
-                             "buffer": picture_png("mod")})
+    chooser.value.set_files(
+        {"name": "seafront.png", "mimeType": "image/png", "buffer": picture_png("mod")}
+    )
     assert page.locator("#preview").is_visible()
     assert natural_size(page.locator("#preview-image")) == (320, 240)
     assert "seafront.png" in page.locator("#preview-name").inner_text()
@@ -167,15 +181,18 @@ def test_choose_see_photo_label_and_bars_ask_why_and_send_feedback(open_page, ui
     assert photo.get_attribute("src").startswith("data:image/jpeg;base64,")
     assert natural_size(photo) == (320, 240)
     assert card.locator(".bar-name").all_inner_texts() == ["mod", "rocker"]
-    values = [float(meter.get_attribute("value") or meter.evaluate("m => m.value"))
-              for meter in card.locator(".bar-meter").all()]
+    values = [
+        float(meter.get_attribute("value") or meter.evaluate("m => m.value"))
+        for meter in card.locator(".bar-meter").all()
+    ]
     assert values == sorted(values, reverse=True) and values[0] > 0.5
 
     card.get_by_role("button", name="Why? Show where the model looked").click()
     heatmap = card.locator(".result-heatmap")
     heatmap.wait_for(state="visible")
-    page.wait_for_function("() => document.querySelector('#result .result-heatmap')"
-                           ".naturalWidth > 0")
+    page.wait_for_function(
+        "() => document.querySelector('#result .result-heatmap').naturalWidth > 0"
+    )
     assert natural_size(heatmap) == (320, 240)
 
     before = feedback_files(ui_server, "rocker")
@@ -208,19 +225,30 @@ def test_a_pasted_picture_is_previewed_and_classified(open_page):
             const transfer = new DataTransfer();
             transfer.items.add(new File([bytes], "image.png", { type: "image/png" }));
             document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer }));
-        }""", base64.b64encode(picture_png("mod", seed=9)).decode())
+        }""",
+        base64.b64encode(picture_png("mod", seed=9)).decode(),
+    )
     assert "image.png" in page.locator("#preview-name").inner_text()
     classify(page)
     assert page.locator("#result .result-label").inner_text() == "mod"
     watched.assert_clean()
 
 
-@pytest.mark.parametrize(("name", "data", "mime", "words"), [
-    ("notes.txt", b"just text", "text/plain", "That file is not a picture (text/plain)"),
-    ("broken.png", b"\x89PNG\r\n\x1a\nnot really", "image/png", "could not be read as an image"),
-])
-def test_a_file_that_is_not_a_photo_gets_a_sentence_in_the_alert(open_page, name, data, mime,
-                                                                  words):
+@pytest.mark.parametrize(
+    ("name", "data", "mime", "words"),
+    [
+        ("notes.txt", b"just text", "text/plain", "That file is not a picture (text/plain)"),
+        (
+            "broken.png",
+            b"\x89PNG\r\n\x1a\nnot really",
+            "image/png",
+            "could not be read as an image",
+        ),
+    ],
+)
+def test_a_file_that_is_not_a_photo_gets_a_sentence_in_the_alert(
+    open_page, name, data, mime, words
+):
     watched = open_page()
     page = watched.page
     page.locator("#file").set_input_files({"name": name, "mimeType": mime, "buffer": data})
@@ -237,8 +265,9 @@ def test_a_file_that_is_not_a_photo_gets_a_sentence_in_the_alert(open_page, name
 def test_without_javascript_the_plain_forms_do_it_all(open_page, ui_server):
     watched = open_page(java_script_enabled=False)
     page = watched.page
-    page.locator("#file").set_input_files({"name": "plain.png", "mimeType": "image/png",
-                                           "buffer": picture_png("rocker", seed=11)})
+    page.locator("#file").set_input_files(
+        {"name": "plain.png", "mimeType": "image/png", "buffer": picture_png("rocker", seed=11)}
+    )
     with page.expect_navigation():
         page.get_by_role("button", name="Classify").click()
     card = page.locator("#result .result-card")
@@ -264,8 +293,9 @@ def test_everything_works_from_the_keyboard_with_a_visible_focus(open_page, ui_s
     page = watched.page
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to the content"
-    page.locator("#file").set_input_files({"name": "keys.png", "mimeType": "image/png",
-                                           "buffer": picture_png("mod", seed=12)})
+    page.locator("#file").set_input_files(
+        {"name": "keys.png", "mimeType": "image/png", "buffer": picture_png("mod", seed=12)}
+    )
     page.locator("#file").focus()
     page.keyboard.press("Tab")  # "Take a photo" is hidden on a desktop: next is Classify
     assert page.evaluate("document.activeElement.id") == "submit"
@@ -292,8 +322,9 @@ def test_on_a_phone_the_camera_button_shows_and_nothing_overflows(open_page, tmp
     camera = page.get_by_text("Take a photo")
     assert camera.is_visible()
     assert page.locator("#camera").get_attribute("capture") == "environment"
-    page.locator("#file").set_input_files({"name": "phone.png", "mimeType": "image/png",
-                                           "buffer": picture_png("rocker", seed=13)})
+    page.locator("#file").set_input_files(
+        {"name": "phone.png", "mimeType": "image/png", "buffer": picture_png("rocker", seed=13)}
+    )
     classify(page)
     page.locator("#result").get_by_role("button", name="Why? Show where the model looked").click()
     page.locator("#result .result-heatmap").wait_for(state="visible")

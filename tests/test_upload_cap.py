@@ -75,8 +75,14 @@ def test_subfolders_are_neither_counted_nor_rotated(folder):
 def test_with_a_cap_root_every_file_under_it_counts(folder):
     old = old_files(folder / "feedback" / "mod", 3) + old_files(folder / "feedback" / "rocker", 3)
     os.utime(old[0], (1_600_000_000, 1_600_000_000))  # the oldest of all
-    new = save_capped(folder / "feedback" / "rocker", b"new", "jpg", max_files=5,
-                      max_bytes=10**6, cap_root=folder / "feedback")
+    new = save_capped(
+        folder / "feedback" / "rocker",
+        b"new",
+        "jpg",
+        max_files=5,
+        max_bytes=10**6,
+        cap_root=folder / "feedback",
+    )
     left = sorted(path for path in (folder / "feedback").rglob("*") if path.is_file())
     assert len(left) == 5 and new in left
     assert old[0] not in left and old[3] not in left  # mod's oldest, then rocker's
@@ -106,17 +112,20 @@ def test_kept_uploads_through_the_api_are_capped(make_app, png_pictures, tmp_pat
         answer = client.post("/api/predict", data=png_pictures[name], content_type="image/png")
         assert answer.status_code == 200
     kept = sorted((tmp_path / "uploads").iterdir(), key=lambda path: path.stat().st_mtime_ns)
-    assert [path.read_bytes() for path in kept] == [png_pictures[name] for name in
-                                                    ["mod2", "rocker0", "rocker1"]]
+    assert [path.read_bytes() for path in kept] == [
+        png_pictures[name] for name in ["mod2", "rocker0", "rocker1"]
+    ]
 
 
-def test_a_folder_that_cannot_be_written_costs_the_user_nothing(make_app, png_pictures, tmp_path,
-                                                                 caplog):
+def test_a_folder_that_cannot_be_written_costs_the_user_nothing(
+    make_app, png_pictures, tmp_path, caplog
+):
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the folder should be")
     client = make_app(KEEP_UPLOADS=True, UPLOAD_FOLDER=str(blocked)).test_client()
     with caplog.at_level(logging.ERROR):
-        answer = client.post("/api/predict",
-                             data={"file": (io.BytesIO(png_pictures["mod0"]), "a.png")})
+        answer = client.post(
+            "/api/predict", data={"file": (io.BytesIO(png_pictures["mod0"]), "a.png")}
+        )
     assert answer.status_code == 200 and answer.get_json()["label"] == "mod"
     assert f"Could not keep an upload in {blocked}" in caplog.text

@@ -36,16 +36,21 @@ def tiny_cnn(classes: int) -> nn.Module:
     return nn.Sequential(
         ConvLayer(3, 16, stride=2, norm_type=None),
         ConvLayer(16, 32, stride=2, norm_type=None),
-        nn.AdaptiveAvgPool2d(2), Flatten(), nn.Linear(32 * 4, classes))
+        nn.AdaptiveAvgPool2d(2),
+        Flatten(),
+        nn.Linear(32 * 4, classes),
+    )
 
 
 def train_tiny_model(data: Path, export_path: Path, epochs: int = 4) -> Learner:
     """Train on `data` (class folders) and export to `export_path`; returns the learner."""
     torch.manual_seed(0)
-    dls = ImageDataLoaders.from_folder(data, valid_pct=0.25, seed=0, item_tfms=Resize(32), bs=16,
-                                       num_workers=0)
-    learn = Learner(dls, tiny_cnn(len(dls.vocab)), loss_func=CrossEntropyLossFlat(),
-                    metrics=accuracy)
+    dls = ImageDataLoaders.from_folder(
+        data, valid_pct=0.25, seed=0, item_tfms=Resize(32), bs=16, num_workers=0
+    )
+    learn = Learner(
+        dls, tiny_cnn(len(dls.vocab)), loss_func=CrossEntropyLossFlat(), metrics=accuracy
+    )
     learn.remove_cb(ProgressCallback)
     learn.fit_one_cycle(epochs, 1e-2)
     learn.add_cb(ProgressCallback())

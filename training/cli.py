@@ -79,71 +79,140 @@ def learning_rate_range(text: str) -> tuple[float, float]:
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one subcommand per step of the notebook."""
     parser = argparse.ArgumentParser(
-        prog="train.py", description=__doc__.split("\n")[0],
+        prog="train.py",
+        description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     models = argparse.ArgumentParser(add_help=False)
-    models.add_argument("--models", type=Path, default=Path("models"), metavar="DIR",
-                        help="where export.pkl and export.json go (default: models)")
+    models.add_argument(
+        "--models",
+        type=Path,
+        default=Path("models"),
+        metavar="DIR",
+        help="where export.pkl and export.json go (default: models)",
+    )
     reports = argparse.ArgumentParser(add_help=False)
-    reports.add_argument("--reports", type=Path, default=Path("reports"), metavar="DIR",
-                         help="where the plots and top_losses.csv go (default: reports)")
+    reports.add_argument(
+        "--reports",
+        type=Path,
+        default=Path("reports"),
+        metavar="DIR",
+        help="where the plots and top_losses.csv go (default: reports)",
+    )
     data = _data_options()
 
     download = commands.add_parser(
-        "download", help="download the images in one URL file per class",
+        "download",
+        help="download the images in one URL file per class",
         description="Download each URL file's images into DEST/<file stem>/, resuming "
         "where an earlier run stopped, then remove the images that do not open.",
     )
-    download.add_argument("url_files", nargs="+", type=Path, metavar="URLFILE",
-                          help="text file with one image URL per line; its stem names the class")
-    download.add_argument("--dest", type=Path, default=Path("data/brighton_seafront"),
-                          metavar="DIR", help="data folder (default: data/brighton_seafront)")
-    download.add_argument("--max-pics", type=positive_int, default=200, metavar="N",
-                          help="at most N URLs from each file (default: 200)")
-    download.add_argument("--timeout", type=float, default=4, metavar="SECONDS",
-                          help="give up on one URL after this long (default: 4)")
+    download.add_argument(
+        "url_files",
+        nargs="+",
+        type=Path,
+        metavar="URLFILE",
+        help="text file with one image URL per line; its stem names the class",
+    )
+    download.add_argument(
+        "--dest",
+        type=Path,
+        default=Path("data/brighton_seafront"),
+        metavar="DIR",
+        help="data folder (default: data/brighton_seafront)",
+    )
+    download.add_argument(
+        "--max-pics",
+        type=positive_int,
+        default=200,
+        metavar="N",
+        help="at most N URLs from each file (default: 200)",
+    )
+    download.add_argument(
+        "--timeout",
+        type=float,
+        default=4,
+        metavar="SECONDS",
+        help="give up on one URL after this long (default: 4)",
+    )
     download.set_defaults(handler=run_download)
 
     lr_find = commands.add_parser(
-        "lr-find", parents=[data, reports], help="plot loss against learning rate",
+        "lr-find",
+        parents=[data, reports],
+        help="plot loss against learning rate",
         description="Run fastai's learning-rate finder and write REPORTS/lr_find.png.",
     )
-    lr_find.add_argument("--iterations", type=positive_int, default=100, metavar="N",
-                         help="batches to try, each at a higher rate (default: 100, fastai's)")
+    lr_find.add_argument(
+        "--iterations",
+        type=positive_int,
+        default=100,
+        metavar="N",
+        help="batches to try, each at a higher rate (default: 100, fastai's)",
+    )
     lr_find.set_defaults(handler=run_lr_find)
 
     fit = commands.add_parser(
-        "fit", parents=[data, models, reports], help="train and export models/export.pkl",
+        "fit",
+        parents=[data, models, reports],
+        help="train and export models/export.pkl",
         description="Train with fit_one_cycle, then export the model, its card and reports.",
     )
-    fit.add_argument("--epochs", type=positive_int, default=4, metavar="N",
-                     help="epochs with the pretrained body frozen (default: 4)")
-    fit.add_argument("--lr", type=learning_rate, default=2e-3,
-                     help="peak learning rate of that stage (default: 2e-3)")
-    fit.add_argument("--unfreeze-epochs", type=non_negative_int, default=0, metavar="N",
-                     help="then N epochs with every layer trainable (default: 0, none)")
-    fit.add_argument("--lr-max", type=learning_rate_range, metavar="LO:HI",
-                     help="learning rates of the first and last layers when unfrozen "
-                     "(default: LR/200:LR/2, as fine_tune)")
+    fit.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=4,
+        metavar="N",
+        help="epochs with the pretrained body frozen (default: 4)",
+    )
+    fit.add_argument(
+        "--lr",
+        type=learning_rate,
+        default=2e-3,
+        help="peak learning rate of that stage (default: 2e-3)",
+    )
+    fit.add_argument(
+        "--unfreeze-epochs",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="then N epochs with every layer trainable (default: 0, none)",
+    )
+    fit.add_argument(
+        "--lr-max",
+        type=learning_rate_range,
+        metavar="LO:HI",
+        help="learning rates of the first and last layers when unfrozen "
+        "(default: LR/200:LR/2, as fine_tune)",
+    )
     fit.add_argument("--name", help="the model's name on its card (default: the data folder's)")
     fit.set_defaults(handler=run_fit)
 
     demo = commands.add_parser(
-        "demo", parents=[models, reports], help="train a digits classifier, no download needed",
+        "demo",
+        parents=[models, reports],
+        help="train a digits classifier, no download needed",
         description="Write scikit-learn's handwritten 0, 1 and 7 as class folders and train a "
         "small classifier on them, so the app has a real model to serve at once.",
     )
-    demo.add_argument("--data", type=Path, default=Path("data/digits_demo"), metavar="DIR",
-                      help="where the digit images go (default: data/digits_demo)")
-    demo.add_argument("--epochs", type=positive_int, default=5, metavar="N",
-                      help="training epochs (default: 5)")
+    demo.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/digits_demo"),
+        metavar="DIR",
+        help="where the digit images go (default: data/digits_demo)",
+    )
+    demo.add_argument(
+        "--epochs", type=positive_int, default=5, metavar="N", help="training epochs (default: 5)"
+    )
     demo.set_defaults(handler=run_demo)
 
     review = commands.add_parser(
-        "review", parents=[reports], help="review and relabel images in the browser",
+        "review",
+        parents=[reports],
+        help="review and relabel images in the browser",
         description="Serve a local page that shows the top losses and writes DIR/cleaned.csv.",
     )
     review.add_argument("--data", type=Path, required=True, metavar="DIR", help="data folder")
@@ -155,28 +224,73 @@ def build_parser() -> argparse.ArgumentParser:
 def _data_options() -> argparse.ArgumentParser:
     """Options shared by lr-find and fit: which images, and how the network sees them."""
     data = argparse.ArgumentParser(add_help=False)
-    data.add_argument("--data", type=Path, required=True, metavar="DIR",
-                      help="data folder with one subfolder of images per class")
-    data.add_argument("--labels", type=Path, metavar="CSV",
-                      help="labels file (fname,label; fname relative to DIR), e.g. DIR/cleaned.csv")
-    data.add_argument("--extra", type=Path, action="append", default=[], metavar="DIR",
-                      help="more class folders for training only, e.g. uploads/feedback "
-                      "(repeatable)")
-    data.add_argument("--arch", default="resnet34", help="torchvision architecture "
-                      "(default: resnet34; also resnet18, resnet50, densenet121, ...)")
-    data.add_argument("--size", type=positive_int, default=224, metavar="PX",
-                      help="image size in pixels (default: 224)")
-    data.add_argument("--valid-pct", type=fraction, default=0.2, metavar="SHARE",
-                      help="share of images held out for validation (default: 0.2)")
+    data.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="data folder with one subfolder of images per class",
+    )
+    data.add_argument(
+        "--labels",
+        type=Path,
+        metavar="CSV",
+        help="labels file (fname,label; fname relative to DIR), e.g. DIR/cleaned.csv",
+    )
+    data.add_argument(
+        "--extra",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="more class folders for training only, e.g. uploads/feedback (repeatable)",
+    )
+    data.add_argument(
+        "--arch",
+        default="resnet34",
+        help="torchvision architecture "
+        "(default: resnet34; also resnet18, resnet50, densenet121, ...)",
+    )
+    data.add_argument(
+        "--size",
+        type=positive_int,
+        default=224,
+        metavar="PX",
+        help="image size in pixels (default: 224)",
+    )
+    data.add_argument(
+        "--valid-pct",
+        type=fraction,
+        default=0.2,
+        metavar="SHARE",
+        help="share of images held out for validation (default: 0.2)",
+    )
     data.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    data.add_argument("--no-pretrained", dest="pretrained", action="store_false",
-                      help="start from random weights instead of downloading ImageNet ones")
-    data.add_argument("--no-augment", dest="augment", action="store_false",
-                      help="no random crops, flips or lighting changes")
-    data.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
-                      help="images per batch (default: 64)")
-    data.add_argument("--workers", type=non_negative_int, metavar="N",
-                      help="data-loading processes (default: fastai's, one per CPU)")
+    data.add_argument(
+        "--no-pretrained",
+        dest="pretrained",
+        action="store_false",
+        help="start from random weights instead of downloading ImageNet ones",
+    )
+    data.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        help="no random crops, flips or lighting changes",
+    )
+    data.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        metavar="N",
+        help="images per batch (default: 64)",
+    )
+    data.add_argument(
+        "--workers",
+        type=non_negative_int,
+        metavar="N",
+        help="data-loading processes (default: fastai's, one per CPU)",
+    )
     return data
 
 
@@ -190,9 +304,17 @@ def data_options(args: argparse.Namespace) -> DataOptions:
             f"unknown architecture {args.arch!r}: choose one of {', '.join(sorted(ARCHITECTURES))}"
         )
     return DataOptions(
-        data=args.data, labels=args.labels, extra=args.extra, arch=args.arch, size=args.size,
-        valid_pct=args.valid_pct, seed=args.seed, pretrained=args.pretrained,
-        batch_size=args.batch_size, workers=args.workers, augment=args.augment,
+        data=args.data,
+        labels=args.labels,
+        extra=args.extra,
+        arch=args.arch,
+        size=args.size,
+        valid_pct=args.valid_pct,
+        seed=args.seed,
+        pretrained=args.pretrained,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        augment=args.augment,
     )
 
 
@@ -204,8 +326,11 @@ def run_download(args: argparse.Namespace) -> int:
     counts = download_classes(urls_by_class, args.dest, timeout=args.timeout)
     print(format_counts(counts))
     if not any(c.downloaded + c.already_there - c.removed_as_broken for c in counts.values()):
-        print(f"no images ended up in {args.dest}: check the URLs and your internet "
-              "connection, then run the same command again", file=sys.stderr)
+        print(
+            f"no images ended up in {args.dest}: check the URLs and your internet "
+            "connection, then run the same command again",
+            file=sys.stderr,
+        )
         return 1
     print(f"next: python train.py lr-find --data {args.dest}")
     return 0
@@ -219,10 +344,14 @@ def run_lr_find(args: argparse.Namespace) -> int:
         # fastai's suggestions leave out the first tenth and the last five batches
         raise InputError(f"--iterations {args.iterations} is too few: try at least 20")
     suggestions, plot = lr_find(data_options(args), args.reports, args.iterations)
-    print("suggested learning rates: "
-          + ", ".join(f"{name} {value:.1e}" for name, value in suggestions.items()))
-    print(f"plot: {plot}; pass your choice to fit, e.g. "
-          f"python train.py fit --data {args.data} --lr {suggestions['valley']:.1e}")
+    print(
+        "suggested learning rates: "
+        + ", ".join(f"{name} {value:.1e}" for name, value in suggestions.items())
+    )
+    print(
+        f"plot: {plot}; pass your choice to fit, e.g. "
+        f"python train.py fit --data {args.data} --lr {suggestions['valley']:.1e}"
+    )
     return 0
 
 
@@ -234,8 +363,13 @@ def run_fit(args: argparse.Namespace) -> int:
         raise InputError("--lr-max sets the unfreeze stage's rates: add --unfreeze-epochs N")
     options = data_options(args)
     fit = FitOptions(
-        models=args.models, reports=args.reports, epochs=args.epochs, lr=args.lr,
-        unfreeze_epochs=args.unfreeze_epochs, lr_max=args.lr_max, name=args.name,
+        models=args.models,
+        reports=args.reports,
+        epochs=args.epochs,
+        lr=args.lr,
+        unfreeze_epochs=args.unfreeze_epochs,
+        lr_max=args.lr_max,
+        name=args.name,
     )
     _print_result(fit_and_export(options, fit))
     return 0
@@ -252,12 +386,21 @@ def run_demo(args: argparse.Namespace) -> int:
     # small and from scratch: 32-pixel digits need neither ImageNet weights nor a big net,
     # and no augmentation (a flipped 7 is not a 7)
     options = DataOptions(
-        data=args.data, arch="resnet18", size=32, pretrained=False, augment=False,
-        batch_size=32, workers=0,
+        data=args.data,
+        arch="resnet18",
+        size=32,
+        pretrained=False,
+        augment=False,
+        batch_size=32,
+        workers=0,
     )
     fit = FitOptions(
-        models=args.models, reports=args.reports, epochs=args.epochs, lr=3e-3,
-        name="digits demo", demo=True,
+        models=args.models,
+        reports=args.reports,
+        epochs=args.epochs,
+        lr=3e-3,
+        name="digits demo",
+        demo=True,
     )
     _print_result(fit_and_export(options, fit))
     print(f"demo trained in {time.monotonic() - started:.0f} s")
@@ -278,10 +421,14 @@ def run_review(args: argparse.Namespace) -> int:
 
 def _print_result(result: FitResult) -> None:
     card = result.card
-    print(f"validation accuracy {card.accuracy:.1%} on {card.valid_count} images "
-          f"({', '.join(f'{k} {v:.0%}' for k, v in card.per_class_accuracy.items())})")
-    print(f"model: {result.export_path}, card: {result.card_path}, "
-          f"reports: {Path(card.reports['confusion_matrix']).parent}")
+    print(
+        f"validation accuracy {card.accuracy:.1%} on {card.valid_count} images "
+        f"({', '.join(f'{k} {v:.0%}' for k, v in card.per_class_accuracy.items())})"
+    )
+    print(
+        f"model: {result.export_path}, card: {result.card_path}, "
+        f"reports: {Path(card.reports['confusion_matrix']).parent}"
+    )
     print("next: python application.py")
 
 
@@ -293,4 +440,3 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-

@@ -48,8 +48,9 @@ class Split:
 def images_from_folders(root: Path) -> list[Item]:
     """Every image under `root/<class>/`, labelled by its top folder (formats.labels)."""
     _require_folder(root, "data folder")
-    return [((root / fname).absolute(), label)
-            for fname, label in labels_from_folders(root).items()]
+    return [
+        ((root / fname).absolute(), label) for fname, label in labels_from_folders(root).items()
+    ]
 
 
 def images_from_labels(root: Path, labels_file: Path) -> list[Item]:

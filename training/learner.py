@@ -36,7 +36,10 @@ def build_learner(dls: DataLoaders, arch: str, pretrained: bool, path: Path) -> 
     """A `vision_learner` for `arch` reporting accuracy and error rate, saving under `path`."""
     try:
         return vision_learner(
-            dls, ARCHITECTURES[arch], pretrained=pretrained, metrics=[accuracy, error_rate],
+            dls,
+            ARCHITECTURES[arch],
+            pretrained=pretrained,
+            metrics=[accuracy, error_rate],
             path=path,
         )
     except (URLError, HTTPException, OSError) as error:

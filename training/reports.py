@@ -103,18 +103,24 @@ def _top_loss_rows(learn: Learner, preds: _Predictions, split: str, root: Path) 
     vocab = learn.dls.vocab
     rows = []
     for (path, _), target, decoded, probabilities, loss in zip(
-        preds.dl.items, preds.targets, preds.decoded, preds.probabilities, preds.losses,
+        preds.dl.items,
+        preds.targets,
+        preds.decoded,
+        preds.probabilities,
+        preds.losses,
         strict=True,
     ):
-        rows.append(TopLoss(
-            # relative to the data folder, the way the review page and cleaned.csv name files
-            file=Path(os.path.relpath(path, root.absolute())).as_posix(),
-            split=split,
-            actual=vocab[int(target)],
-            predicted=vocab[int(decoded)],
-            probability=round(float(probabilities[int(decoded)]), 6),
-            loss=round(float(loss), 6),
-        ))
+        rows.append(
+            TopLoss(
+                # relative to the data folder, the way the review page and cleaned.csv name files
+                file=Path(os.path.relpath(path, root.absolute())).as_posix(),
+                split=split,
+                actual=vocab[int(target)],
+                predicted=vocab[int(decoded)],
+                probability=round(float(probabilities[int(decoded)]), 6),
+                loss=round(float(loss), 6),
+            )
+        )
     return rows
 
 

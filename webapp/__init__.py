@@ -36,10 +36,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
 
     config = config or {}
-    instance_path = (config.get("INSTANCE_PATH") or os.environ.get(f"{ENV_PREFIX}_INSTANCE_PATH")
-                     or defaults()["INSTANCE_PATH"])
-    app = Flask(__name__, root_path=str(ROOT), instance_path=str((ROOT / instance_path).resolve()),
-                instance_relative_config=True)
+    instance_path = (
+        config.get("INSTANCE_PATH")
+        or os.environ.get(f"{ENV_PREFIX}_INSTANCE_PATH")
+        or defaults()["INSTANCE_PATH"]
+    )
+    app = Flask(
+        __name__,
+        root_path=str(ROOT),
+        instance_path=str((ROOT / instance_path).resolve()),
+        instance_relative_config=True,
+    )
     app.config.from_mapping({**FIXED_CONFIG, **defaults()})
     app.config.from_prefixed_env(ENV_PREFIX)
     app.config.from_mapping(config)
@@ -50,8 +57,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     service.init_app(app)
     result_store.init_app(app)
-    for blueprint in (classify.bp, classify.api, health.bp, explain.bp, feedback.bp,
-                      model_card.bp, openapi.bp):
+    for blueprint in (
+        classify.bp,
+        classify.api,
+        health.bp,
+        explain.bp,
+        feedback.bp,
+        model_card.bp,
+        openapi.bp,
+    ):
         app.register_blueprint(blueprint)
     csrf.exempt(classify.api)  # the JSON API uses no cookies, so there is nothing to forge
     return app

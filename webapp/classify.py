@@ -63,8 +63,13 @@ def index():
     elif form.errors:
         status = 400
     service = get_service()
-    return render_template("index.html", form=form, service=service, result=take_shown(),
-                           blank=blank_result(service.classes)), status
+    return render_template(
+        "index.html",
+        form=form,
+        service=service,
+        result=take_shown(),
+        blank=blank_result(service.classes),
+    ), status
 
 
 @api.post("/api/predict")

@@ -17,13 +17,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="application.py",
         description="Serve a fastai image classifier (models/export.pkl) with gunicorn: a page at "
         "/ and a JSON API at /api/predict. Every flag also has an environment variable; the "
-        "flag wins. More settings are environment variables only (README, Configuration).")
+        "flag wins. More settings are environment variables only (README, Configuration).",
+    )
     for setting in FLAGGED:
-        parser.add_argument(setting.flag, dest=setting.key.lower(), metavar=setting.key,
-                            default=os.environ.get(setting.env, setting.default),
-                            type=type(setting.default),
-                            help=f"{setting.help} (env {setting.env}, default "
-                                 f"{setting.shown_default})")
+        parser.add_argument(
+            setting.flag,
+            dest=setting.key.lower(),
+            metavar=setting.key,
+            default=os.environ.get(setting.env, setting.default),
+            type=type(setting.default),
+            help=f"{setting.help} (env {setting.env}, default {setting.shown_default})",
+        )
     return parser.parse_args(argv)
 
 
@@ -45,12 +49,15 @@ def main(argv: list[str] | None = None) -> int:
             value = Path(value).resolve()  # a path typed or set by the user: from where they are
         os.environ[setting.env] = str(value)
     server.configure_logging()
-    server.serve(create_app, {
-        "bind": f"{args.host}:{args.port}",
-        "workers": args.workers,
-        "threads": args.threads,
-        "read_timeout": float(args.read_timeout),
-        "timeout": 120,
-        "graceful_timeout": 10,
-    })
+    server.serve(
+        create_app,
+        {
+            "bind": f"{args.host}:{args.port}",
+            "workers": args.workers,
+            "threads": args.threads,
+            "read_timeout": float(args.read_timeout),
+            "timeout": 120,
+            "graceful_timeout": 10,
+        },
+    )
     return 0

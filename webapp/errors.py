@@ -67,7 +67,8 @@ def wants_json() -> bool:
     if request.path.startswith("/api/"):
         return True
     return request.accept_mimetypes.best_match(["text/html", "application/json"]) == (
-        "application/json")
+        "application/json"
+    )
 
 
 def error_response(sentence: str, status: int, headers: list[tuple[str, str]] | None = None):
@@ -84,11 +85,15 @@ def _sentence(error: HTTPException) -> str:
         # Flask-WTF says which check failed, e.g. "The CSRF token is missing."
         reason = (error.description or "").rstrip(".")
         reason = reason[:1].lower() + reason[1:]
-        return (f"The form expired or was not sent from this site ({reason}): "
-                "reload the page and upload again.")
+        return (
+            f"The form expired or was not sent from this site ({reason}): "
+            "reload the page and upload again."
+        )
     if isinstance(error, ClientDisconnected):
-        return ("The upload did not arrive completely (the connection was cut, or it was too "
-                "slow): send the photo again.")
+        return (
+            "The upload did not arrive completely (the connection was cut, or it was too "
+            "slow): send the photo again."
+        )
     limit = request.max_content_length or 0
     template = SENTENCES.get(error.code or 500, error.description or SENTENCES[500])
     return template.format(limit=size_in_words(limit))

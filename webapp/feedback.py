@@ -39,8 +39,10 @@ def feedback_root() -> Path:
 def _class_folder(root: Path, label: str) -> Path:
     """`root/label`, refusing labels that are not a plain folder name."""
     if label in ("", ".", "..") or any(character in label for character in "/\\\0"):
-        raise FeedbackLabelError(f"The class {label!r} cannot be used as a folder name, so "
-                                 "feedback for it cannot be saved.")
+        raise FeedbackLabelError(
+            f"The class {label!r} cannot be used as a folder name, so "
+            "feedback for it cannot be saved."
+        )
     return root / label
 
 
@@ -49,9 +51,14 @@ def save_feedback(image: Image.Image, label: str) -> Path:
     root = feedback_root()
     photo = jpeg_bytes(shrunk(image, PHOTO_SIDE), quality=90)
     config = current_app.config
-    return save_capped(_class_folder(root, label), photo, "jpg",
-                       max_files=int(config["FEEDBACK_MAX_FILES"]),
-                       max_bytes=int(config["FEEDBACK_MAX_BYTES"]), cap_root=root)
+    return save_capped(
+        _class_folder(root, label),
+        photo,
+        "jpg",
+        max_files=int(config["FEEDBACK_MAX_FILES"]),
+        max_bytes=int(config["FEEDBACK_MAX_BYTES"]),
+        cap_root=root,
+    )
 
 
 def _refuse(sentence: str, status: int):
@@ -70,9 +77,12 @@ def feedback():
     service = get_service()
     label = request.form.get("label", "")
     if label not in service.classes:
-        return _refuse(f"{label!r} is not one of the model's classes "
-                       f"({', '.join(service.classes) or 'none loaded'}): pick one of the "
-                       "buttons.", 400)
+        return _refuse(
+            f"{label!r} is not one of the model's classes "
+            f"({', '.join(service.classes) or 'none loaded'}): pick one of the "
+            "buttons.",
+            400,
+        )
     upload = request.files.get("file")
     result = None
     try:

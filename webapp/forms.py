@@ -8,8 +8,11 @@ from wtforms import SubmitField
 class UploadForm(FlaskForm):
     """One photo to classify."""
 
-    file = FileField("Photo", validators=[FileRequired("Choose a photo to upload.")],
-                     render_kw={"accept": "image/*"})
+    file = FileField(
+        "Photo",
+        validators=[FileRequired("Choose a photo to upload.")],
+        render_kw={"accept": "image/*"},
+    )
     # on a phone, `capture` opens the camera; the photo arrives in this field instead of `file`
     camera = FileField("Take a photo", render_kw={"accept": "image/*", "capture": "environment"})
     submit = SubmitField("Classify")

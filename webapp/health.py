@@ -13,5 +13,9 @@ bp = Blueprint("health", __name__)
 def healthz():
     """Liveness and what is loaded."""
     service = get_service()
-    return jsonify(status="ok", model_loaded=service.loaded, device=str(service.device),
-                   classes=service.classes)
+    return jsonify(
+        status="ok",
+        model_loaded=service.loaded,
+        device=str(service.device),
+        classes=service.classes,
+    )

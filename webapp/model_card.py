@@ -40,8 +40,15 @@ def confusion_matrix_file(card: ModelCard | None, model_path: Path) -> Path | No
         return None
     named = Path(card.reports["confusion_matrix"])
     model_folder = Path(model_path).resolve().parent
-    candidates = [named] if named.is_absolute() else [
-        model_folder.parent / named, model_folder / named, Path(current_app.root_path) / named]
+    candidates = (
+        [named]
+        if named.is_absolute()
+        else [
+            model_folder.parent / named,
+            model_folder / named,
+            Path(current_app.root_path) / named,
+        ]
+    )
     for candidate in candidates:
         try:
             with candidate.open("rb") as file:
@@ -58,9 +65,14 @@ def page():
     service = get_service()
     card = _card(service.path)
     stale = bool(card and card.classes and service.loaded and card.classes != service.classes)
-    return render_template("model.html", service=service, card=card, stale=stale,
-                           card_name=card_path(service.path).name,
-                           has_matrix=confusion_matrix_file(card, service.path) is not None)
+    return render_template(
+        "model.html",
+        service=service,
+        card=card,
+        stale=stale,
+        card_name=card_path(service.path).name,
+        has_matrix=confusion_matrix_file(card, service.path) is not None,
+    )
 
 
 @bp.get("/model/confusion-matrix.png")

@@ -9,23 +9,36 @@ from classifier.decode import ACCEPTED_NAMES
 bp = Blueprint("openapi", __name__)
 
 # the Content-Types a raw body may carry; any image/* is read, these are the formats decoded
-IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp",
-                     "image/tiff")
+IMAGE_MEDIA_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/gif",
+    "image/bmp",
+    "image/tiff",
+)
 BINARY = {"type": "string", "format": "binary"}
 DATA_URL = {"type": "string", "pattern": "^data:image/jpeg;base64,"}
 
 
 def _error(description: str) -> dict:
     """A documented error response: JSON with one sentence."""
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def _flag(name: str, description: str) -> dict:
     """An optional query flag: 1, true, yes or on turn it on; anything else leaves it off."""
-    return {"name": name, "in": "query", "required": False,
-            "description": f"{description} On with 1, true, yes or on.",
-            "schema": {"type": "string"}, "example": "1"}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": f"{description} On with 1, true, yes or on.",
+        "schema": {"type": "string"},
+        "example": "1",
+    }
 
 
 SPEC: dict = {
@@ -33,21 +46,27 @@ SPEC: dict = {
     "info": {
         "title": "brighton-seafront",
         "version": "1",
-        "description": ("Classify a photo with the served fastai model. Send the image as "
-                        "multipart field `file`, or as the raw body with an image/* "
-                        f"Content-Type. Accepted formats: {ACCEPTED_NAMES}. Every error is "
-                        "JSON with one sentence that says what to do."),
+        "description": (
+            "Classify a photo with the served fastai model. Send the image as "
+            "multipart field `file`, or as the raw body with an image/* "
+            f"Content-Type. Accepted formats: {ACCEPTED_NAMES}. Every error is "
+            "JSON with one sentence that says what to do."
+        ),
     },
     "paths": {
         "/api/predict": {
             "post": {
                 "operationId": "predict",
                 "summary": "Classify one image",
-                "parameters": [_flag("thumbnail", "Add `thumbnail`: the photo, small, as a "
-                                                  "JPEG data: URL."),
-                               _flag("explain", "Add `heatmap`: where the model looked for "
-                                                "the label (Grad-CAM over the photo), as a "
-                                                "JPEG data: URL.")],
+                "parameters": [
+                    _flag("thumbnail", "Add `thumbnail`: the photo, small, as a JPEG data: URL."),
+                    _flag(
+                        "explain",
+                        "Add `heatmap`: where the model looked for "
+                        "the label (Grad-CAM over the photo), as a "
+                        "JPEG data: URL.",
+                    ),
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -55,8 +74,7 @@ SPEC: dict = {
                             "schema": {
                                 "type": "object",
                                 "required": ["file"],
-                                "properties": {"file": {**BINARY,
-                                                        "description": "The photo."}},
+                                "properties": {"file": {**BINARY, "description": "The photo."}},
                             },
                             "encoding": {"file": {"contentType": ", ".join(IMAGE_MEDIA_TYPES)}},
                         },
@@ -66,14 +84,16 @@ SPEC: dict = {
                 "responses": {
                     "200": {
                         "description": "The model's answer.",
-                        "content": {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/Prediction"}}},
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/Prediction"}
+                            }
+                        },
                     },
                     "400": _error("No image was sent, or it is empty, damaged or not an image."),
                     "413": _error("The upload or the image's dimensions exceed the limits."),
                     "415": _error("An image in a format that is not accepted."),
-                    "501": _error("`explain` was asked of a model without a convolutional "
-                                  "layer."),
+                    "501": _error("`explain` was asked of a model without a convolutional layer."),
                     "503": _error("No model is installed yet."),
                 },
             },
@@ -82,21 +102,26 @@ SPEC: dict = {
             "get": {
                 "operationId": "healthz",
                 "summary": "Liveness and what is loaded",
-                "responses": {"200": {
-                    "description": "The server is up.",
-                    "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Health"}}},
-                }},
+                "responses": {
+                    "200": {
+                        "description": "The server is up.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
+                        },
+                    }
+                },
             },
         },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
                 "summary": "This document",
-                "responses": {"200": {
-                    "description": "The OpenAPI document.",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                }},
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI document.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
             },
         },
     },
@@ -134,8 +159,13 @@ SPEC: dict = {
                 "type": "object",
                 "required": ["error"],
                 "additionalProperties": False,
-                "properties": {"error": {"type": "string", "minLength": 1,
-                                         "description": "What happened and what to do."}},
+                "properties": {
+                    "error": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "What happened and what to do.",
+                    }
+                },
             },
         },
     },

@@ -94,8 +94,12 @@ class DeadlineSocket(socket.socket):
             except OSError:
                 address = None
             peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "a client"
-            log.warning("Gave up on a request from %s: it did not arrive within %g s "
-                        "(SEAFRONT_READ_TIMEOUT)", peer, self.read_timeout)
+            log.warning(
+                "Gave up on a request from %s: it did not arrive within %g s "
+                "(SEAFRONT_READ_TIMEOUT)",
+                peer,
+                self.read_timeout,
+            )
         return b""
 
 

@@ -23,15 +23,18 @@ EXTENSION = "seafront.results"
 SESSION_IDS = "result_ids"  # the user's recent results, newest last
 SESSION_SHOW = "result_show"  # the result the next page view shows
 IDS_PER_SESSION = 8
-GONE = ("That photo is no longer kept in memory (results are kept for a few minutes): "
-        "upload it again, then press the button.")
+GONE = (
+    "That photo is no longer kept in memory (results are kept for a few minutes): "
+    "upload it again, then press the button."
+)
 
 
 class ResultStore:
     """At most `max_entries` results, each for at most `max_age_s` seconds; thread-safe."""
 
-    def __init__(self, max_entries: int, max_age_s: float,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, max_entries: int, max_age_s: float, clock: Callable[[], float] = time.monotonic
+    ):
         self.max_entries = max(1, max_entries)
         self.max_age_s = max_age_s
         self._clock = clock
@@ -67,8 +70,9 @@ class ResultStore:
 
 def init_app(app: Flask) -> None:
     """Give the app its store, bounded by RESULTS_KEPT and RESULTS_MAX_AGE_S."""
-    app.extensions[EXTENSION] = ResultStore(int(app.config["RESULTS_KEPT"]),
-                                            float(app.config["RESULTS_MAX_AGE_S"]))
+    app.extensions[EXTENSION] = ResultStore(
+        int(app.config["RESULTS_KEPT"]), float(app.config["RESULTS_MAX_AGE_S"])
+    )
 
 
 def _store() -> ResultStore:

@@ -91,11 +91,14 @@ def photo_to_keep(data: bytes, image: Image.Image | None = None) -> Image.Image:
 
 def make_result(prediction: Prediction, image: Image.Image, data: bytes) -> Result:
     """The page's view of a prediction for the upload `data`, decoded as `image`."""
-    return Result(label=prediction.label, confidence=prediction.confidence,
-                  bars=top_bars(prediction.probabilities),
-                  class_count=len(prediction.probabilities),
-                  thumbnail=data_url(shrunk(image, THUMBNAIL_SIDE)),
-                  photo=jpeg_bytes(photo_to_keep(data, image), quality=90))
+    return Result(
+        label=prediction.label,
+        confidence=prediction.confidence,
+        bars=top_bars(prediction.probabilities),
+        class_count=len(prediction.probabilities),
+        thumbnail=data_url(shrunk(image, THUMBNAIL_SIDE)),
+        photo=jpeg_bytes(photo_to_keep(data, image), quality=90),
+    )
 
 
 def blank_result(classes: list[str]) -> Result:

@@ -15,18 +15,20 @@ log = logging.getLogger(__name__)
 # JS files. No inline scripts or styles (no 'unsafe-inline'), so injected markup cannot run.
 # data: images are allowed for server-made thumbnails and heat maps and Bootstrap's inline SVG
 # icons in its CSS; blob: for the page's preview of the photo chosen (URL.createObjectURL).
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data: blob:",
-    "font-src 'self'",
-    "connect-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-])
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     # browsers must take our Content-Type at its word: an upload is never sniffed into HTML
@@ -39,10 +41,12 @@ HEADERS = {
 DEBUG_REFUSED = (
     "Debug mode is on (FLASK_DEBUG, SEAFRONT_DEBUG or DEBUG=True): it shows tracebacks and an "
     "interactive console to anyone who can reach the app. This app has no debug mode: unset it "
-    "and start again; errors are logged with their traceback anyway.")
+    "and start again; errors are logged with their traceback anyway."
+)
 DEV_SERVER_REFUSED = (
     "Flask's development server is not for serving this app (it is single-purpose, slow and "
-    "unhardened): start it with `python application.py`, which runs gunicorn.")
+    "unhardened): start it with `python application.py`, which runs gunicorn."
+)
 
 
 def add_security_headers(response: Response) -> Response:
@@ -59,7 +63,8 @@ def refuse_unsafe_serving() -> None:
         abort(500)
     # tests may serve the app from a Werkzeug server in a thread; production never
     if not current_app.testing and request.environ.get("SERVER_SOFTWARE", "").startswith(
-            "Werkzeug/"):
+        "Werkzeug/"
+    ):
         log.error(DEV_SERVER_REFUSED)
         abort(500)
 

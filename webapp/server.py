@@ -52,6 +52,10 @@ def serve(load_app: Callable[[], Any], options: dict[str, Any]) -> None:
     options = dict(options)
     read_timeout = float(options.pop("read_timeout", readtimeout.ReadTimeoutWorker.read_timeout))
     # no control socket: it lives in $HOME, so two servers on one machine would fight over it
-    defaults = {"worker_class": readtimeout.worker_class(read_timeout), "preload_app": False,
-                "accesslog": "-", "control_socket_disable": True}
+    defaults = {
+        "worker_class": readtimeout.worker_class(read_timeout),
+        "preload_app": False,
+        "accesslog": "-",
+        "control_socket_disable": True,
+    }
     _GunicornApp(load_app, {**defaults, **options}).run()

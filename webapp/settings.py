@@ -44,52 +44,101 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     # the server: these have flags, and gunicorn's master reads them before any worker starts
-    Setting("HOST", "127.0.0.1", "address to listen on; `--host 0.0.0.0` on a cloud server",
-            flag="--host"),
+    Setting(
+        "HOST",
+        "127.0.0.1",
+        "address to listen on; `--host 0.0.0.0` on a cloud server",
+        flag="--host",
+    ),
     Setting("PORT", 5000, "port to listen on", flag="--port"),
-    Setting("MODEL_PATH", "models/export.pkl", "the fastai export to serve; a relative path is "
-            "taken from the app's folder", flag="--model"),
-    Setting("DEVICE", "auto", "`auto`, `cpu`, `cuda` or `cuda:N` (see GPU server)",
-            flag="--device"),
-    Setting("WORKERS", 1, "gunicorn worker processes, each with its own copy of the model",
-            flag="--workers"),
-    Setting("THREADS", 8, "request threads per worker: requests one worker handles at once",
-            flag="--threads"),
-    Setting("READ_TIMEOUT", 60.0, "seconds a request (headers and body) may take to arrive; a "
-            "slower client is cut off", flag="--read-timeout"),
+    Setting(
+        "MODEL_PATH",
+        "models/export.pkl",
+        "the fastai export to serve; a relative path is taken from the app's folder",
+        flag="--model",
+    ),
+    Setting(
+        "DEVICE", "auto", "`auto`, `cpu`, `cuda` or `cuda:N` (see GPU server)", flag="--device"
+    ),
+    Setting(
+        "WORKERS",
+        1,
+        "gunicorn worker processes, each with its own copy of the model",
+        flag="--workers",
+    ),
+    Setting(
+        "THREADS",
+        8,
+        "request threads per worker: requests one worker handles at once",
+        flag="--threads",
+    ),
+    Setting(
+        "READ_TIMEOUT",
+        60.0,
+        "seconds a request (headers and body) may take to arrive; a slower client is cut off",
+        flag="--read-timeout",
+    ),
     # the app
-    Setting("SECRET_KEY", None, "session and CSRF key; when unset it is generated once and "
-            "kept in `instance/secret_key` (owner-only), so restarts and workers agree"),
+    Setting(
+        "SECRET_KEY",
+        None,
+        "session and CSRF key; when unset it is generated once and "
+        "kept in `instance/secret_key` (owner-only), so restarts and workers agree",
+    ),
     Setting("INSTANCE_PATH", "instance", "where that key is kept"),
     Setting("SESSION_COOKIE_SECURE", False, "set `true` behind HTTPS"),
     Setting("MAX_CONTENT_LENGTH", 20 * MB, "largest upload in bytes (20 MB); above it: 413"),
     Setting("MAX_PIXELS", 50_000_000, "largest image in pixels (decompression bombs): 413"),
-    Setting("REQUEST_TIMEOUT", 60, "seconds a request may wait for the model; past it the "
-            "request is dropped unrun and answered 504"),
-    Setting("KEEP_UPLOADS", False, "keep each classified upload under `uploads/` with a "
-            "generated name"),
+    Setting(
+        "REQUEST_TIMEOUT",
+        60,
+        "seconds a request may wait for the model; past it the "
+        "request is dropped unrun and answered 504",
+    ),
+    Setting(
+        "KEEP_UPLOADS", False, "keep each classified upload under `uploads/` with a generated name"
+    ),
     Setting("UPLOAD_FOLDER", "uploads", "where kept uploads and feedback photos go"),
-    Setting("UPLOADS_MAX_FILES", 1000, "files kept in the uploads folder; the oldest are "
-            "rotated out"),
+    Setting(
+        "UPLOADS_MAX_FILES", 1000, "files kept in the uploads folder; the oldest are rotated out"
+    ),
     Setting("UPLOADS_MAX_BYTES", 500 * MB, "bytes kept in the uploads folder (500 MB)"),
-    Setting("FEEDBACK", True, "show the \"Wrong? It is a ...\" buttons"),
-    Setting("FEEDBACK_MAX_FILES", 1000, "feedback photos kept in all "
-            "(`uploads/feedback/<class>/`); the oldest are rotated out"),
+    Setting("FEEDBACK", True, 'show the "Wrong? It is a ..." buttons'),
+    Setting(
+        "FEEDBACK_MAX_FILES",
+        1000,
+        "feedback photos kept in all (`uploads/feedback/<class>/`); the oldest are rotated out",
+    ),
     Setting("FEEDBACK_MAX_BYTES", 200 * MB, "bytes of feedback photos kept (200 MB)"),
-    Setting("RESULTS_KEPT", 64, "results kept in memory per worker for the page without "
-            "JavaScript"),
+    Setting(
+        "RESULTS_KEPT", 64, "results kept in memory per worker for the page without JavaScript"
+    ),
     Setting("RESULTS_MAX_AGE_S", 900, "seconds such a result is kept"),
     # the model (ServiceSettings)
-    Setting("MODEL_RELOAD_INTERVAL", 1.0, "seconds between looks for a replaced model file "
-            "(picked up without a restart); `0`: never"),
+    Setting(
+        "MODEL_RELOAD_INTERVAL",
+        1.0,
+        "seconds between looks for a replaced model file (picked up without a restart); `0`: never",
+    ),
     Setting("MAX_BATCH_SIZE", 8, "most images in one forward pass (see Performance)"),
-    Setting("MAX_WAIT_MS", 50.0, "most a busy forward pass waits for more images to batch (a "
-            "lone request never waits; see Performance)"),
-    Setting("DRAFT_DECODE", True, "decode large JPEGs at reduced scale when the model's input "
-            "size allows"),
+    Setting(
+        "MAX_WAIT_MS",
+        50.0,
+        "most a busy forward pass waits for more images to batch (a "
+        "lone request never waits; see Performance)",
+    ),
+    Setting(
+        "DRAFT_DECODE",
+        True,
+        "decode large JPEGs at reduced scale when the model's input size allows",
+    ),
     Setting("TORCH_THREADS", 0, "torch threads per worker; `0` means cores ÷ workers"),
-    Setting("PRECISION", "auto", "`auto`, `fp32`, `bf16` or `fp16`: autocast of the forward "
-            "pass; `auto` is bf16 (or fp16) on a GPU, fp32 on the CPU"),
+    Setting(
+        "PRECISION",
+        "auto",
+        "`auto`, `fp32`, `bf16` or `fp16`: autocast of the forward "
+        "pass; `auto` is bf16 (or fp16) on a GPU, fp32 on the CPU",
+    ),
 )
 BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
 
@@ -131,8 +180,11 @@ def service_settings(config: Mapping[str, Any], root: Path | None = None) -> Any
     model_path = Path(value("MODEL_PATH"))
     if root is not None and not model_path.is_absolute():
         model_path = Path(root) / model_path
-    fields = {field.name: value(field.name.upper())
-              for field in dataclasses.fields(ServiceSettings) if field.name != "model_path"}
+    fields = {
+        field.name: value(field.name.upper())
+        for field in dataclasses.fields(ServiceSettings)
+        if field.name != "model_path"
+    }
     return ServiceSettings(model_path=model_path, **fields)
 
 

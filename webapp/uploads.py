@@ -30,8 +30,10 @@ def read_image_bytes() -> bytes:
         return upload.read()
     if request.mimetype.startswith("image/"):
         return request.get_data(cache=False)
-    raise NoFileError("No image was sent: post it as multipart field `file`, or as the body "
-                      "with an image/* Content-Type.")
+    raise NoFileError(
+        "No image was sent: post it as multipart field `file`, or as the body "
+        "with an image/* Content-Type."
+    )
 
 
 def keep_upload(data: bytes) -> Path | None:
@@ -45,13 +47,24 @@ def keep_upload(data: bytes) -> Path | None:
         return save_capped(folder, data, extension)
     except OSError as error:
         # the user still gets the answer; the operator learns why nothing was kept
-        log.error("Could not keep an upload in %s (%s): check the folder's permissions and free "
-                  "space, or turn SEAFRONT_KEEP_UPLOADS off.", folder, error)
+        log.error(
+            "Could not keep an upload in %s (%s): check the folder's permissions and free "
+            "space, or turn SEAFRONT_KEEP_UPLOADS off.",
+            folder,
+            error,
+        )
         return None
 
 
-def save_capped(folder: Path, data: bytes, extension: str, max_files: int | None = None,
-                max_bytes: int | None = None, *, cap_root: Path | None = None) -> Path:
+def save_capped(
+    folder: Path,
+    data: bytes,
+    extension: str,
+    max_files: int | None = None,
+    max_bytes: int | None = None,
+    *,
+    cap_root: Path | None = None,
+) -> Path:
     """Write `data` to `folder` under a generated name, then rotate the oldest files out.
 
     The folder's own files (not its subfolders) are kept within `max_files` files and `max_bytes`
@@ -69,8 +82,13 @@ def save_capped(folder: Path, data: bytes, extension: str, max_files: int | None
     folder.mkdir(parents=True, exist_ok=True)
     path = write_atomically(folder / f"{uuid.uuid4().hex}.{extension.lower().lstrip('.')}", data)
     with _rotation_lock:
-        _rotate(Path(cap_root) if cap_root else folder, keep=path, max_files=max_files,
-                max_bytes=max_bytes, recursive=cap_root is not None)
+        _rotate(
+            Path(cap_root) if cap_root else folder,
+            keep=path,
+            max_files=max_files,
+            max_bytes=max_bytes,
+            recursive=cap_root is not None,
+        )
     return path
 
 

@@ -25,8 +25,12 @@ def create_review_app(data_dir: Path, reports_dir: Path, config: dict | None = N
     """The review page for the images of `data_dir` and `reports_dir`/top_losses.csv."""
     app = Flask(__name__)
     # a fresh key per start is enough: sessions only carry flash messages and CSRF tokens
-    app.config.from_mapping(SECRET_KEY=secrets.token_hex(32), BOOTSTRAP_SERVE_LOCAL=True,
-                            REVIEW_PAGE_SIZE=48, MAX_CONTENT_LENGTH=1024 * 1024)
+    app.config.from_mapping(
+        SECRET_KEY=secrets.token_hex(32),
+        BOOTSTRAP_SERVE_LOCAL=True,
+        REVIEW_PAGE_SIZE=48,
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
     app.config.from_prefixed_env("SEAFRONT")
     app.config.update(config or {})
     try:
@@ -42,8 +46,13 @@ def create_review_app(data_dir: Path, reports_dir: Path, config: dict | None = N
         )
     if unknown:
         log.warning("%d row(s) of top_losses.csv name files no longer in %s", unknown, data_dir)
-    classes = sorted({*state.start_labels.values(), *(row.actual for row in top_losses),
-                      *(row.predicted for row in top_losses)})
+    classes = sorted(
+        {
+            *state.start_labels.values(),
+            *(row.actual for row in top_losses),
+            *(row.predicted for row in top_losses),
+        }
+    )
     app.extensions[EXTENSION] = Review(state, top_losses, classes)
     security.init_app(app)
     Bootstrap5(app)
@@ -58,5 +67,3 @@ def serve(data_dir: Path, reports_dir: Path, port: int) -> None:
     app = create_review_app(data_dir, reports_dir)
     log.info("review page for %s: http://127.0.0.1:%d/", data_dir, port)
     server.serve(lambda: app, {"bind": f"127.0.0.1:{port}", "workers": 1, "threads": 4})
-
-

@@ -55,8 +55,9 @@ class ReviewState:
     no longer tell what an undo should go back to.
     """
 
-    def __init__(self, data_dir: Path, start_labels: dict[str, str],
-                 decisions: dict[str, Decision]):
+    def __init__(
+        self, data_dir: Path, start_labels: dict[str, str], decisions: dict[str, Decision]
+    ):
         self.data_dir = data_dir
         self.start_labels = start_labels
         self.decisions = decisions
@@ -89,8 +90,9 @@ class ReviewState:
                 for fname, entry in saved["decisions"].items()
             }
             for fname, decision in decisions.items():
-                if decision.action not in ACTIONS or (decision.action == "relabel"
-                                                      and not decision.label):
+                if decision.action not in ACTIONS or (
+                    decision.action == "relabel" and not decision.label
+                ):
                     raise ValueError(f"{fname}: {decision} is no decision this page makes")
             return cls(data_dir, dict(saved["start_labels"]), decisions)
         except (ValueError, KeyError, TypeError, AttributeError) as error:

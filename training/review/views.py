@@ -96,7 +96,8 @@ def index() -> str:
     """The top losses, filtered by class and split, one card per image."""
     review, filters = _review(), _filters()
     cards = [
-        (position, row) for position, row in enumerate(review.top_losses)
+        (position, row)
+        for position, row in enumerate(review.top_losses)
         if row.file in review.state.start_labels  # rows of files deleted since are gone
         and (not filters["label"] or row.actual == filters["label"])
         and (not filters["split"] or row.split == filters["split"])
@@ -104,9 +105,15 @@ def index() -> str:
     size = current_app.config["REVIEW_PAGE_SIZE"]
     first = ((filters["page"] or 1) - 1) * size
     return render_template(
-        "index.html", review=review, filters=filters, cards=cards[first:first + size],
-        pages=max(-(-len(cards) // size), 1), matching=len(cards), splits=SPLITS,
-        labels=review.state.current_labels(), marked=review.state.marked_for_deletion(),
+        "index.html",
+        review=review,
+        filters=filters,
+        cards=cards[first : first + size],
+        pages=max(-(-len(cards) // size), 1),
+        matching=len(cards),
+        splits=SPLITS,
+        labels=review.state.current_labels(),
+        marked=review.state.marked_for_deletion(),
     )
 
 
