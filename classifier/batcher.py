@@ -15,6 +15,7 @@ from .errors import DeadlineExceededError
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+CallResult = TypeVar("CallResult")
 
 
 class _Call:
@@ -89,7 +90,9 @@ class DynamicBatcher(Generic[Item, Result]):
             self._queue.put(_Job(item, future, deadline))
         return future
 
-    def call(self, function: Callable[[], Result], deadline: float | None = None) -> Future:
+    def call(
+        self, function: Callable[[], CallResult], deadline: float | None = None
+    ) -> Future[CallResult]:
         """Run `function` on the batcher's thread, alone, between batches; a Future of its result.
 
         For the model's other work (loading it onto the device, warm-up, explanations): with
@@ -98,7 +101,7 @@ class DynamicBatcher(Generic[Item, Result]):
         stop spinning between parallel regions once there are more of its threads than cores:
         on this project's 2-core machine a resnet34 forward then took 35-60% longer.
         """
-        future: Future = Future()
+        future: Future[CallResult] = Future()
         with self._lock:
             if self._closed:
                 raise BatcherClosedError("the model is being replaced; send the request again")
@@ -181,7 +184,7 @@ class DynamicBatcher(Generic[Item, Result]):
         """Run one batch; if it fails, run its items one by one so one bad item fails alone."""
         try:
             results = self._run_batch([job.item for job in jobs])  # type: ignore[misc]
-        except Exception as error:  # noqa: BLE001 - isolate the failing item below
+        except Exception as error:  # isolate the failing item below
             if len(jobs) == 1:
                 log.exception("Prediction failed")
                 self._answer(jobs[0], error=error)

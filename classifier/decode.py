@@ -84,7 +84,7 @@ def decode_image(data: bytes, *, max_pixels: int, draft_size: int | None = None)
         ) from error
     # Pillow's decoders raise many exception types on corrupt input (OSError for truncated
     # files, SyntaxError, ValueError, struct.error, IndexError, ...), so the net is wide
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise UnreadableImageError(
             "That image is damaged or truncated and could not be decoded: send the photo again "
             "or try another file."

@@ -8,6 +8,7 @@ import re
 import types
 import warnings
 from pathlib import Path
+from typing import Any
 
 from fastai.learner import Learner, load_learner
 
@@ -55,7 +56,7 @@ class _NamingUnpickler(pickle.Unpickler):
 
 
 # torch.load takes a `pickle_module`; this one is pickle with the Unpickler above
-_naming_pickle = types.ModuleType("naming_pickle")
+_naming_pickle: Any = types.ModuleType("naming_pickle")
 _naming_pickle.__dict__.update(pickle.__dict__)
 _naming_pickle.Unpickler = _NamingUnpickler
 _naming_pickle.load = lambda file, **kwargs: _NamingUnpickler(file, **kwargs).load()

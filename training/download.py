@@ -88,7 +88,7 @@ def _fetch(job: tuple[Path, str], timeout: float) -> bool:
         # string (which breaks image-search thumbnail URLs) and it hides whether it worked
         download_url(url, dest, show_progress=False, timeout=timeout)
         return True
-    except Exception:  # any failure of one URL is counted, never fatal
+    except Exception:  # noqa: BLE001 - any failure of one URL is counted, never fatal
         dest.with_name(dest.name + ".part").unlink(missing_ok=True)
         return False
 

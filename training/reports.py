@@ -8,6 +8,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
+from fastai.data.core import TfmdDL
 from fastai.interpret import ClassificationInterpretation
 from fastai.learner import Learner
 
@@ -85,7 +86,7 @@ def write_reports(
 
 @dataclass
 class _Predictions:
-    dl: object
+    dl: TfmdDL  # the loader the predictions came from
     probabilities: torch.Tensor
     targets: torch.Tensor
     decoded: torch.Tensor

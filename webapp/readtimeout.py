@@ -28,6 +28,8 @@ class DeadlineSocket(socket.socket):
     """A client socket whose reads for the current request end at a deadline."""
 
     read_timeout = DEFAULT_READ_TIMEOUT
+    deadline: float | None = None  # when the current request must have arrived (monotonic)
+    expired = False  # the deadline passed: every later read sees the end of the stream
 
     @classmethod
     def adopt(cls, plain: socket.socket, read_timeout: float) -> DeadlineSocket:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask, current_app
 
 from classifier.service import ModelService
@@ -13,7 +15,7 @@ EXTENSION = "seafront.model"
 
 def init_app(app: Flask) -> None:
     """Load the model once for this app (the log says which file, classes, device and time)."""
-    service = ModelService(service_settings(app.config, root=app.root_path))
+    service = ModelService(service_settings(app.config, root=Path(app.root_path)))
     service.start()
     app.extensions[EXTENSION] = service
 

@@ -109,7 +109,7 @@ class ReviewState:
             decision = decisions.get(fname)
             if decision is None or decision.action == "keep":
                 labels[fname] = label
-            elif decision.action == "relabel":
+            elif decision.action == "relabel" and decision.label:
                 labels[fname] = decision.label
         return labels
 
