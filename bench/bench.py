@@ -6,7 +6,7 @@
 
 It prints the limit (the raw forward pass at batch 1 and 8), the baseline (`learn.predict` on
 the uploaded bytes, as a naive app does), this app end to end over HTTP on 127.0.0.1 (started as
-the README starts it), the worker's memory over 2,000 requests, and the targets of issue 4.
+the README starts it), the worker's memory over 2,000 requests, and the performance targets.
 All traffic goes to 127.0.0.1; the server is stopped at the end, whatever happens.
 """
 
@@ -314,7 +314,7 @@ def machine() -> dict:
 
 
 def verdicts(results: dict) -> list[tuple[str, float, str, bool]]:
-    """(target, measured ratio or value, the bound, met) for each target of issue 4."""
+    """(target, measured ratio or value, the bound, met) for each performance target."""
     http_ = results["http"]
     one = http_["12MP"]["1"]
     latency = one["p50_ms"] / one["limit_ms"]

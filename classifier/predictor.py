@@ -20,8 +20,9 @@ VALID_SPLIT = 1  # fastai's split index of the validation set: no random augment
 # A draft decode keeps every side at least this many times what the item transforms need, so
 # that their own resize still shrinks the picture and sets its look. Measured on a briefly
 # trained resnet18 at 224 px over 12 real photos of 640x480 to 4000x3000: at 1x (a 3000x2250
-# photo decodes to 375x282) the probabilities moved by up to 0.018, near the 0.02 bound of
-# issue 4; at 1.5x (750x563) by 0.006 at most, and 12 MP photos still decode at 1/8 scale.
+# photo decodes to 375x282) the probabilities moved by up to 0.018, near the 0.02 bound the
+# tests hold served answers to; at 1.5x (750x563) by 0.006 at most, and 12 MP photos still
+# decode at 1/8 scale.
 DRAFT_MARGIN = 1.5
 
 

@@ -43,33 +43,26 @@
     }
   }
 
-  // The server's sentence: JSON {"error": ...} from the API, or the error page's sentence.
+  // The server's sentence: every error this page's requests can get is JSON {"error": ...}
+  // (the API's, and the others' because the script asks for JSON: see webapp/errors.py).
   async function errorSentence(response) {
-    const type = response.headers.get("Content-Type") || "";
     try {
-      if (type.includes("application/json")) {
-        const body = await response.json();
-        if (body && body.error) {
-          return body.error;
-        }
-      } else if (type.includes("text/html")) {
-        const page = new DOMParser().parseFromString(await response.text(), "text/html");
-        const sentence = page.getElementById("error-sentence");
-        if (sentence) {
-          return sentence.textContent.trim();
-        }
+      const body = await response.json();
+      if (body && body.error) {
+        return body.error;
       }
     } catch (ignored) {
-      // fall through to the generic sentence
+      // not JSON (a proxy's own error page, say): fall through to the generic sentence
     }
     return `The server answered ${response.status}: try again, or reload the page.`;
   }
 
-  async function post(url, body, headers = {}) {
+  async function post(url, body) {
     let response;
     try {
       response = await fetch(url, {
-        method: "POST", body, headers, credentials: "same-origin",
+        method: "POST", body, headers: { Accept: "application/json" },
+        credentials: "same-origin",
       });
     } catch (error) {
       throw new Error("The server could not be reached: check the connection and try again.");
@@ -278,7 +271,7 @@
     controls.forEach((control) => { control.disabled = true; });
     feedbackStatus.textContent = "Sending…";
     try {
-      const answer = await post(feedbackForm.action, body, { Accept: "application/json" });
+      const answer = await post(feedbackForm.action, body);
       feedbackStatus.textContent = answer.message;
     } catch (error) {
       feedbackStatus.textContent = error.message;

@@ -8,11 +8,15 @@ import os
 # test's training several times over. Set before torch is first imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from PIL import Image
 
 from webapp import create_app
@@ -20,6 +24,18 @@ from webapp import create_app
 from .imagemaker import CLASSES, encode, make_picture
 from .support import RENAMED_CLASSES, LiveServer, read_csrf_token
 from .tinymodel import train_tiny_model, write_dataset
+
+# hypothesis keeps its examples and caches in .hypothesis/ in the working folder; the tests
+# leave the checkout as they found it, so it keeps them in a temporary folder instead
+settings.register_profile("no-database", database=None)
+settings.load_profile("no-database")
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="seafront-hypothesis-")
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+
+
+def pytest_unconfigure(config):
+    """Remove hypothesis's temporary folder."""
+    shutil.rmtree(_HYPOTHESIS_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

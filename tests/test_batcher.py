@@ -8,6 +8,7 @@ import time
 import pytest
 
 from classifier.batcher import BatcherClosedError, DynamicBatcher
+from classifier.errors import DeadlineExceededError
 
 
 class SlowModel:
@@ -145,3 +146,57 @@ def test_a_failing_call_hands_its_exception_to_the_caller(make_batcher):
     with pytest.raises(RuntimeError, match="no GPU memory left"):
         batcher.call(broken).result(timeout=5)
     assert batcher.submit(3).result(timeout=5) == 6  # and the batcher goes on
+
+
+class GatedModel:
+    """Stands in for the model: holds each batch until `gate` is set, records every item run."""
+
+    def __init__(self):
+        self.gate, self.running, self.seen = threading.Event(), threading.Event(), []
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.running.set()
+        self.gate.wait(timeout=10)
+        self.seen += items
+        return [item * 2 for item in items]
+
+
+def test_an_item_whose_deadline_passed_while_queued_is_dropped_unrun(make_batcher):
+    model = GatedModel()
+    batcher = make_batcher(model)
+    busy = batcher.submit(1)
+    assert model.running.wait(timeout=10)
+    late = batcher.submit(2, deadline=time.monotonic())  # nobody waits for it any more
+    in_time = batcher.submit(3, deadline=time.monotonic() + 60)
+    model.gate.set()
+    assert (busy.result(timeout=10), in_time.result(timeout=10)) == (2, 6)
+    with pytest.raises(DeadlineExceededError, match="waited too long"):
+        late.result(timeout=10)
+    assert model.seen == [1, 3]
+
+
+def test_an_item_its_caller_cancelled_is_never_run(make_batcher):
+    model = GatedModel()
+    batcher = make_batcher(model)
+    busy = batcher.submit(1)
+    assert model.running.wait(timeout=10)
+    abandoned = batcher.submit(2)
+    assert abandoned.cancel()
+    kept = batcher.submit(3)
+    model.gate.set()
+    assert (busy.result(timeout=10), kept.result(timeout=10)) == (2, 6)
+    assert model.seen == [1, 3]
+    assert batcher.submit(4).result(timeout=10) == 8  # the count of pending items is right
+
+
+def test_a_call_whose_deadline_passed_is_not_run(make_batcher):
+    model = GatedModel()
+    batcher = make_batcher(model)
+    batcher.submit(1)
+    assert model.running.wait(timeout=10)
+    ran = []
+    late = batcher.call(lambda: ran.append("late"), deadline=time.monotonic())
+    model.gate.set()
+    with pytest.raises(DeadlineExceededError):
+        late.result(timeout=10)
+    assert ran == []

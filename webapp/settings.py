@@ -54,7 +54,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MODEL_PATH",
         "models/export.pkl",
-        "the fastai export to serve; a relative path is taken from the app's folder",
+        "the fastai export to serve; the default is the app's own `models/export.pkl`",
         flag="--model",
     ),
     Setting(
@@ -91,7 +91,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_PIXELS", 50_000_000, "largest image in pixels (decompression bombs): 413"),
     Setting(
         "REQUEST_TIMEOUT",
-        60,
+        60.0,
         "seconds a request may wait for the model; past it the "
         "request is dropped unrun and answered 504",
     ),
