@@ -7,8 +7,16 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from formats import atomic
+from formats.examples import (
+    EXAMPLE_SIDE,
+    EXAMPLES_PER_CLASS,
+    examples_folder,
+    list_examples,
+    write_examples,
+)
 from formats.labels import (
     LabelsError,
     TopLoss,
@@ -173,3 +181,27 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path, mo
         atomic.replace_atomically(target, broken)
     assert target.read_text() == "old"
     assert [path.name for path in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_examples_are_small_metadata_free_jpegs_per_class_beside_the_model(tmp_path):
+    model = tmp_path / "models" / "export.pkl"
+    photo = Image.new("RGB", (1200, 800), "red")
+    photo.info["exif"] = b"Exif\x00\x00MM\x00*"
+    written = write_examples(model, {"mod": [photo] * 5, "rocker": [photo], "../x": [photo]})
+    assert len(written) == EXAMPLES_PER_CLASS + 1
+    found = list_examples(model)
+    assert list(found) == ["mod", "rocker"]
+    assert found["mod"][0].parent == examples_folder(model) / "mod"
+    with Image.open(found["mod"][0]) as example:
+        assert max(example.size) == EXAMPLE_SIDE and "exif" not in example.info
+
+
+def test_writing_examples_again_replaces_the_old_ones(tmp_path):
+    model = tmp_path / "export.pkl"
+    write_examples(model, {"old": [Image.new("RGB", (10, 10))]})
+    write_examples(model, {"new": [Image.new("RGB", (10, 10))]})
+    assert list(list_examples(model)) == ["new"]
+
+
+def test_no_examples_folder_means_no_examples(tmp_path):
+    assert list_examples(tmp_path / "export.pkl") == {}
