@@ -16,6 +16,10 @@ class PrecisionError(StartupError):
     """The requested precision is unknown or this device cannot run it."""
 
 
+class BackendError(StartupError):
+    """The requested inference backend is unknown, not installed, or cannot run here."""
+
+
 class ModelLoadError(StartupError):
     """The model file exists but is not a loadable fastai 2.8 export."""
 

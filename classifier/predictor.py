@@ -15,6 +15,8 @@ from fastai.vision.core import PILImage
 from fasttransform.transform import Pipeline
 from PIL import Image
 
+from .runtimes import Runtime, TorchRuntime
+
 log = logging.getLogger(__name__)
 VALID_SPLIT = 1  # fastai's split index of the validation set: no random augmentation
 # A draft decode keeps every side at least this many times what the item transforms need, so
@@ -90,7 +92,6 @@ class Classifier:
     ):
         self.path = path
         self.device = device
-        self.precision = precision
         self.classes = [str(label) for label in learner.dls.vocab]
         learner.dls.to(device)
         self.model = learner.model.eval().to(device)
@@ -110,6 +111,17 @@ class Classifier:
         # Tried at the first batch, so that the thread that serves is the one that does it.
         self.channels_last = False
         self._try_layout = channels_last
+        # what runs the model on prepared batches: eager torch until backend.py chooses
+        self.runtime: Runtime = TorchRuntime(self.model, device, precision)
+
+    @property
+    def precision(self) -> torch.dtype | None:
+        """The precision the model runs in (None: fp32)."""
+        return self.runtime.precision
+
+    def use_runtime(self, runtime: Runtime) -> None:
+        """Run the model's forward passes with `runtime` from now on (on the batcher's thread)."""
+        self.runtime = runtime
 
     def _try_channels_last(self) -> None:
         """Use NHWC if the model runs in it; some cannot (a .view() flatten of a spatial map)."""
@@ -129,6 +141,8 @@ class Classifier:
         self.channels_last = enabled
         layout = torch.channels_last if enabled else torch.contiguous_format
         self.model = self.model.to(memory_format=layout)
+        if isinstance(self.runtime, TorchRuntime):  # its reduced-precision copy takes the layout
+            self.runtime = TorchRuntime(self.model, self.device, self.runtime.precision)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """Apply the learner's item transforms (resize, to tensor) to an RGB image."""
@@ -152,17 +166,17 @@ class Classifier:
         batch = self._batch_pipeline(torch.stack(items).to(self.device))
         # a plain tensor: fastai's TensorImage would route every layer through __torch_function__
         batch = batch.as_subclass(torch.Tensor)
-        if self.channels_last:
+        if self.channels_last and self.runtime.takes_channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """The model alone on a prepared batch: probabilities as float32 on the CPU."""
-        with torch.autocast(
-            self.device.type, dtype=self.precision, enabled=self.precision is not None
-        ):
-            logits = self.model(batch)
+        return self.probabilities(self.runtime(batch))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """The learner's activation (softmax for a single-label classifier) on the CPU."""
         return self._activation(logits.float()).cpu()
 
     def _prediction(self, row: torch.Tensor) -> Prediction:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from .agreement import check_images
+from .backend import Choice, candidates, choose_runtime, resolve_backends
 from .batcher import BatcherClosedError, DynamicBatcher
 from .decode import decode_image
 from .device import CudaQuery, choose_device
@@ -19,7 +21,7 @@ from .errors import DeadlineExceededError, NoModelError
 from .explain import Explainer, Explanation, last_conv_layer
 from .integrity import FileState, read_verified
 from .loading import load_export
-from .precision import choose_precision, precision_name
+from .precision import choose_precision
 from .predictor import Classifier, Prediction
 from .reload import ModelFileWatch
 from .threads import configure_torch_threads
@@ -51,7 +53,8 @@ class ServiceSettings:
     torch_threads: int  # 0: the machine's cores divided by the number of workers
     workers: int
     model_reload_interval: float  # seconds between looks for a replaced model file; 0: never
-    precision: str  # auto, fp32, bf16 or fp16 (autocast); auto is fp32 on the CPU
+    precision: str  # auto, fp32, bf16 or fp16; auto is bf16 where the hardware computes it
+    backend: str  # auto, torch, onnxruntime or openvino (backend.py)
     request_timeout: float  # seconds a request may wait for the model before it is dropped
 
 
@@ -63,6 +66,13 @@ class ModelService:
         self.path = Path(settings.model_path)
         self.device = choose_device(settings.device, query).device
         self.precision = choose_precision(settings.precision, self.device, query)
+        self.candidates = candidates(
+            resolve_backends(settings.backend, self.device),
+            self.precision,
+            precision_asked=(settings.precision or "auto").strip().lower() != "auto",
+        )
+        self.threads = 1
+        self.choice: Choice | None = None  # how the loaded model runs, and what else was tried
         # the classifier and its batcher, swapped together in one assignment on a reload
         self._loaded: tuple[Classifier, DynamicBatcher] | None = None
         self._watch = ModelFileWatch(self.path, settings.model_reload_interval)
@@ -87,7 +97,9 @@ class ModelService:
 
     def start(self) -> None:
         """Load the model (when the file exists) and warm it up at batch sizes 1 and the largest."""
-        threads = configure_torch_threads(self.settings.workers, self.settings.torch_threads)
+        threads = self.threads = configure_torch_threads(
+            self.settings.workers, self.settings.torch_threads
+        )
         self._watch.served(FileState.of(self.path))
         if not self.path.exists():
             log.warning(no_model_message(self.path))
@@ -103,8 +115,8 @@ class ModelService:
             self.settings.max_batch_size,
         )
         log.info(
-            "Serving in %s, %s, with %d torch thread(s)",
-            precision_name(self.precision),
+            "Serving in %s, %s, with %d thread(s)",
+            self._loaded[0].runtime.name,
             "channels-last" if self._loaded[0].channels_last else "contiguous",
             threads,
         )
@@ -119,13 +131,25 @@ class ModelService:
         )
         try:
             # on the batcher's thread, like every other torch computation (see its `call`)
-            batcher.call(lambda: warm_up(classifier, self.settings.max_batch_size)).result(
+            self.choice = batcher.call(lambda: self._prepare(classifier)).result(
                 timeout=WARM_UP_TIMEOUT_S
             )
         except BaseException:
             batcher.close()
             raise
         return classifier, batcher
+
+    def _prepare(self, classifier: Classifier) -> Choice:
+        """Choose the backend and precision that agree with fp32 and run fastest, then warm up."""
+        images = check_images(self.path, classifier.draft_size, self.settings.max_pixels)
+        choice = choose_runtime(
+            classifier, self.candidates, images, self.threads, self.settings.max_batch_size
+        )
+        classifier.use_runtime(choice.runtime)
+        if len(choice.trials) > 1:
+            log.info(choice.summary())
+        warm_up(classifier, self.settings.max_batch_size)
+        return choice
 
     def _reload(self, state: FileState) -> None:
         """Load the replaced model file off the request path and swap it in, or keep the old."""

@@ -7,6 +7,11 @@ import os
 # torch's OpenMP threads spin while waiting; on a shared 2-core machine that slows every other
 # test's training several times over. Set before torch is first imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The suite serves the learner's model in eager fp32, so that its answers do not depend on which
+# CPU CI lands on (auto is bf16 where the CPU computes it) and no app pays seconds for an ONNX
+# export and compilation; tests/test_backends.py covers auto, the exported runtimes and bf16.
+os.environ.setdefault("SEAFRONT_BACKEND", "torch")
+os.environ.setdefault("SEAFRONT_PRECISION", "fp32")
 
 import shutil
 import tempfile

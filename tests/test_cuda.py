@@ -157,3 +157,23 @@ def test_on_a_gpu_only_the_worker_holds_a_cuda_context(model_path, tmp_path, pic
             assert str(live.process.pid) not in listed
     finally:
         live.stop()
+
+
+@pytest.mark.cuda
+@needs_gpu
+def test_on_a_gpu_auto_serves_torch_with_autocast_once_it_agrees_with_fp32(model_path, pictures):
+    from classifier.service import ModelService
+
+    from .support import service_settings
+
+    settings = service_settings(model_path, device="cuda", backend="auto", precision="auto")
+    service = ModelService(settings)
+    service.start()
+    try:
+        assert service.choice is not None
+        assert [trial.candidate.backend for trial in service.choice.trials] == ["torch"]
+        assert service.classifier.runtime.name in ("torch bf16", "torch fp16")
+        image = next(iter(pictures.values())).copy()
+        assert service.predict_image(image).device == "cuda:0"
+    finally:
+        service.stop()

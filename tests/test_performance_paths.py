@@ -224,7 +224,6 @@ CPU, GPU = torch.device("cpu"), torch.device("cuda:0")
 @pytest.mark.parametrize(
     ("requested", "device", "gpus", "expected"),
     [
-        ("auto", CPU, [], None),
         ("fp32", CPU, [], None),
         ("bf16", CPU, [], torch.bfloat16),
         ("auto", GPU, H100, torch.bfloat16),
@@ -233,16 +232,14 @@ CPU, GPU = torch.device("cpu"), torch.device("cuda:0")
         ("FP32", GPU, H100, None),
     ],
 )
-def test_precision_auto_is_fp32_on_the_cpu_and_the_best_half_type_on_a_gpu(
-    requested, device, gpus, expected
-):
+def test_precision_auto_is_the_best_half_type_on_a_gpu(requested, device, gpus, expected):
     assert choose_precision(requested, device, FakeCudaQuery(gpus)) is expected
 
 
 @pytest.mark.parametrize(
     ("requested", "device", "gpus", "words"),
     [
-        ("fp8", CPU, [], "Unknown precision 'fp8': use auto, fp32, bf16 or fp16."),
+        ("fp8", CPU, [], "Unknown precision 'fp8'"),
         ("bf16", GPU, TESLA_T4, "compute capability 7.5 has no bf16"),
     ],
 )

@@ -136,8 +136,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PRECISION",
         "auto",
-        "`auto`, `fp32`, `bf16` or `fp16`: autocast of the forward "
-        "pass; `auto` is bf16 (or fp16) on a GPU, fp32 on the CPU",
+        "`auto`, `fp32`, `bf16` or `fp16`; `auto` is bf16 on a CPU with AVX512-BF16 or AMX and on "
+        "a GPU with compute capability 8.0 or newer (fp16 on older GPUs), else fp32; reduced "
+        "precision only if the model agrees with fp32 at load (see Performance)",
+    ),
+    Setting(
+        "BACKEND",
+        "auto",
+        "`auto`, `torch`, `onnxruntime` or `openvino`: what runs the model; `auto` exports it at "
+        "load and serves with the fastest that agrees with fp32 (torch on a GPU; see Performance)",
     ),
 )
 BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
