@@ -1,1 +1,1 @@
-"""The serving benchmark (`python bench/bench.py`) and the real photographs it and the tests use."""
+"""The serving benchmark (`python -m bench.bench`) and the real photographs it and the tests use."""
