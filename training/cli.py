@@ -25,6 +25,8 @@ NOT_SURE = "not sure"  # training/predict.py's folder for unsure files (kept in 
 
 if TYPE_CHECKING:
     from training.fit import DataOptions, FitResult
+    from training.predict import Summary
+    from training.shards import Shard
 
 # the fast, pure-Python parts load here; fastai and torch load inside the handlers so that
 # `--help` and argument errors answer at once
@@ -495,7 +497,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """`predict`: classify the files into a CSV, optionally sorted into folders by label."""
-    from training.predict import Shard
+    from training.shards import Shard
 
     shard = Shard.parse(args.shard) if args.shard else Shard()
     min_confidence = _min_confidence(args)
@@ -564,27 +566,23 @@ def _quiet_auto_device() -> str:
     return "auto" if torch.cuda.device_count() else "cpu"
 
 
-def _print_predictions(summary, out: Path, sort_into: Path | None, shard) -> None:
+def _print_predictions(summary: Summary, out: Path, sort_into: Path | None, shard: Shard) -> None:
+    """What a predict run did, in three lines."""
     done = summary.classified + summary.skipped
     share = (
         f" (shard {shard.index}/{shard.count}: {summary.total:,} files)" if shard.count > 1 else ""
     )
+    already = f", {summary.already_done:,} done before" if summary.already_done else ""
     print(
-        f"classified {summary.classified:,} files in {summary.seconds:.1f} s "
-        f"({summary.rate:.1f} images/s){share}"
-        + (f", {summary.already_done:,} already done" if summary.already_done else "")
-        + (
-            f"; {summary.skipped:,} could not be classified (the reason column says why)"
-            if summary.skipped
-            else ""
-        )
+        f"classified {done:,} files in {summary.seconds:.1f} s ({summary.rate:.1f} images/s)"
+        f"{share}{already}"
     )
-    if done or summary.labels:
+    if summary.skipped:
+        print(f"{summary.skipped:,} of them have no label: the reason column says why")
+    if summary.labels:
         where = f"sorted into {sort_into}" if sort_into else "labels"
-        print(
-            f"{where}: "
-            + ", ".join(f"{label} {n:,}" for label, n in sorted(summary.labels.items()))
-        )
+        counts = sorted(summary.labels.items())
+        print(f"{where}: " + ", ".join(f"{label} {n:,}" for label, n in counts))
     print(f"predictions: {out}")
 
 

@@ -9,7 +9,6 @@ through one forward pass with the learner's own transforms, with the settings ta
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -28,47 +27,11 @@ from formats.atomic import replace_atomically
 from formats.labels import image_files
 from formats.predictions import PredictionRow, PredictionsError, PredictionsWriter, finished_files
 from training.errors import InputError
+from training.shards import Shard
 from webapp.settings import SETTINGS, default, service_settings
 
 NOT_SURE = "not sure"  # the folder of --sort-into for predictions below --min-confidence
 CHUNK_PER_THREAD = 4  # files handed to the pool at a time, per thread: bounded memory
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Share `index` of `count` (0 <= index < count): the files whose name hashes to it."""
-
-    index: int = 0
-    count: int = 1
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        """`I/N` as --shard writes it; InputError for anything else."""
-        index, slash, count = text.partition("/")
-        if not (slash and index.strip().isdigit() and count.strip().isdigit()):
-            raise InputError(f"--shard {text} is not I/N, e.g. --shard 0/4 (the first of 4)")
-        shard = cls(int(index), int(count))
-        if shard.count < 1 or shard.index >= shard.count:
-            raise InputError(
-                f"--shard {text}: I must be from 0 to N-1 and N at least 1, "
-                f"e.g. --shard 0/{max(1, shard.count)}"
-            )
-        return shard
-
-    def takes(self, name: str) -> bool:
-        """True when the file `name` (as the CSV names it) belongs to this shard.
-
-        A hash of the name, not a place in a listing: every job of a scheduler computes it
-        alone, and a file added or removed between the jobs' listings moves no other file.
-        """
-        if self.count == 1:
-            return True
-        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).digest()
-        return int.from_bytes(digest[:8], "big") % self.count == self.index
-
-    def suffix(self) -> str:
-        """How the default output file name says which shard it holds: `.shard-0-of-4`."""
-        return "" if self.count == 1 else f".shard-{self.index}-of-{self.count}"
 
 
 @dataclass(frozen=True)
