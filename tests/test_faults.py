@@ -21,6 +21,8 @@ import psutil
 import pytest
 import requests
 
+from webapp import settings
+
 from .support import LiveServer, wait_until
 
 pytestmark = [pytest.mark.load, pytest.mark.timeout(180)]
@@ -263,14 +265,21 @@ def test_a_replaced_model_is_served_without_a_restart_or_a_prediction_and_a_brok
     assert worker_pids(two_workers) == pids  # no restart
 
 
+def sparse_file_over_the_cap(staging: Path) -> None:
+    """A regular file one byte over SEAFRONT_MODEL_MAX_BYTES that takes no disk."""
+    with staging.open("wb") as file:
+        file.truncate(settings.default("MODEL_MAX_BYTES") + 1)
+
+
 HOSTILE = {
     "is a FIFO (named pipe)": os.mkfifo,
     "which is a character device": lambda staging: os.symlink("/dev/zero", staging),
     "which does not exist": lambda staging: os.symlink(staging.with_name("nowhere"), staging),
+    "over the limit of": sparse_file_over_the_cap,
 }
 
 
-def test_a_fifo_a_device_or_a_dangling_link_is_refused_once_by_each_worker_and_the_next_file_loads(
+def test_a_fifo_a_device_a_dangling_link_or_a_huge_file_is_refused_once_per_worker(
     two_workers, model_path, renamed_model_path, png_pictures
 ):
     pids = worker_pids(two_workers)
@@ -280,9 +289,8 @@ def test_a_fifo_a_device_or_a_dangling_link_is_refused_once_by_each_worker_and_t
         move_into_place(two_workers.model, make)
         wait_until_all_logged(two_workers, pids, f"could not be loaded.*{re.escape(words)}", mark)
         assert set(predicted_labels(two_workers, png_pictures["mod0"], 4)) <= {"mod", "punk"}
-    # `cp other/export.pkl models/export.pkl`: newer than the card, so the card is stale (cp
-    # refuses to write through the dangling link, so it goes first)
-    two_workers.model.unlink()
+    # `cp other/export.pkl models/export.pkl`: newer than the card, so the card is stale
+    two_workers.model.unlink()  # the sparse file goes first: cp writes a new, regular one
     shutil.copyfile(model_path, two_workers.model)
     wait_until_all_logged(two_workers, pids, "Reloaded .*classes mod, rocker", mark)
     stale = "without its model card.*describes another file"
