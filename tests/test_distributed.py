@@ -17,9 +17,11 @@ import torch
 
 import train
 from training.demo import write_digits
+from training.distributed import training_device
+from training.errors import InputError
 from webapp import create_app
 
-from .support import ROOT, free_port
+from .support import NO_GPU, ROOT, TESLA_M60, TWO_A10G, FakeCudaQuery, free_port
 
 DIGITS = ("0", "1", "7")
 PROCESSES = 2
@@ -151,3 +153,32 @@ def test_only_fit_runs_under_accelerate_launch(command, monkeypatch, capsys, tmp
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1
     assert f"only fit trains across processes, and {command} was started in 2" in err
+
+
+@pytest.fixture
+def fastai_device_defaults():
+    """Put fastai's device default back after a test that chose a training device."""
+    from fastai.torch_core import defaults
+
+    saved = getattr(defaults, "use_cuda", None)
+    yield
+    defaults.use_cuda = saved
+
+
+@pytest.mark.parametrize(("gpus", "said"), [(NO_GPU, ""), (TESLA_M60, "Tesla M60")])
+def test_training_uses_the_cpu_where_torch_cannot_use_a_gpu(
+    gpus, said, fastai_device_defaults, caplog
+):
+    from fastai.torch_core import defaults
+
+    with caplog.at_level("WARNING"):
+        assert training_device(FakeCudaQuery(gpus)) == torch.device("cpu")
+    assert defaults.use_cuda is False  # fastai's DataLoaders and model stay on the CPU
+    assert (said in caplog.text) if said else not caplog.text
+
+
+def test_more_processes_than_gpus_end_in_one_sentence(monkeypatch, fastai_device_defaults):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(InputError, match="sees 2 GPU.*--num_processes 2 or fewer"):
+        training_device(FakeCudaQuery(TWO_A10G))
