@@ -273,6 +273,7 @@ BAD_PREDICT = [
         "could not be read",
         id="missing files-from list",
     ),
+    pytest.param(lambda t: with_photos(t, "--device", "tpu"), "Unknown device", id="bad device"),
     pytest.param(other_classes_csv, "cat, dog", id="csv of another model"),
     pytest.param(foreign_csv, "not a predictions file", id="csv of another kind"),
 ]
@@ -294,3 +295,9 @@ def test_predict_misuse_ends_in_one_sentence_and_exit_status_2(
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err
     assert not (tmp_path / "predictions.csv").exists()
+
+
+def test_the_help_names_the_folder_that_predict_sorts_unsure_files_into():
+    import training.cli
+
+    assert training.cli.NOT_SURE == NOT_SURE  # --help says it without importing torch

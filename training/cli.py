@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from training.errors import InputError
 
-NOT_SURE = "not sure"  # training/predict.py's folder for unsure files (kept in step by a test)
+NOT_SURE = "not sure"  # training/predict.py's folder for unsure files (a test keeps them equal)
 
 if TYPE_CHECKING:
     from training.fit import DataOptions, FitResult

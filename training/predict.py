@@ -199,8 +199,8 @@ def start_service(config: dict[str, Any]) -> ModelService:
             f"no model at {settings.model_path}: pass --model PATH to an export.pkl, or train "
             "one with `python train.py fit --data DIR`"
         )
-    service = ModelService(settings)
     try:
+        service = ModelService(settings)  # chooses the device and precision: DeviceError, ...
         service.start()
     except StartupError as error:
         raise InputError(str(error)) from None
