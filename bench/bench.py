@@ -744,16 +744,17 @@ def measure_agreement(server: LiveServer, model_path: Path) -> dict:
     learner.remove_cb(ProgressCallback)
     classes = [str(label) for label in learner.dls.vocab]
     expected, served = [], []
-    connection = http.client.HTTPConnection(HOST, server.port, timeout=120)
     for data in agreement_photos().values():
         expected.append(learner.predict(PILImage.create(data))[2].float())
+        # a connection per photo: learn.predict can outlast gunicorn's keep-alive
+        connection = http.client.HTTPConnection(HOST, server.port, timeout=120)
         body, content_type = multipart(data)
         connection.request(
             "POST", "/api/predict", body=body, headers={"Content-Type": content_type}
         )
         answer = json.loads(connection.getresponse().read())
+        connection.close()
         served.append(torch.tensor([answer["probabilities"][label] for label in classes]))
-    connection.close()
     reference, candidate = torch.stack(expected), torch.stack(served)
     agreement = compare(reference, candidate)
     same = int((reference.argmax(1) == candidate.argmax(1)).sum())
