@@ -19,7 +19,7 @@ import torch
 
 from bench.photos import TWELVE_MP, photo_jpeg
 from classifier.agreement import check_images
-from classifier.backend import candidates, choose_runtime, resolve_backends
+from classifier.backend import candidates, choose_runtime, resolve_backends, serve_with
 from classifier.decode import decode_image
 from classifier.device import choose_device
 from classifier.loading import load_export
@@ -66,7 +66,7 @@ def build(classifier: Classifier, path: str, threads: int) -> dict:
         )
         images = check_images(classifier.path, classifier.draft_size, MAX_PIXELS)
         choice = choose_runtime(classifier, wanted, images, threads, max_batch_size=8)
-        classifier.use_runtime(choice.runtime)
+        serve_with(classifier, choice.runtime, threads)
         info.update(summary=choice.summary(), choice_s=choice.total_s, export_s=choice.export_s)
     elif path not in ("eager", PATHS[0]):
         example = classifier.prepare_batch(
@@ -89,7 +89,7 @@ def build(classifier: Classifier, path: str, threads: int) -> dict:
                 cached.write_bytes(graph)
             dtype = torch.bfloat16 if precision == "bf16" else None
             runtime = exported_runtime(backend, graph, tuple(example.shape[1:]), threads, dtype)
-        classifier.use_runtime(runtime)
+        serve_with(classifier, runtime, threads)
     info.update(runtime=classifier.runtime.name, build_s=time.perf_counter() - started)
     return info
 

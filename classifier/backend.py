@@ -34,6 +34,7 @@ from .runtimes import (
 
 log = logging.getLogger(__name__)
 TIMING_ROUNDS = 3  # each candidate runs batch 1 and the largest batch once per round, in turns
+SPIN_DOWN_S = 0.02  # GNU OpenMP's threads spin for a few ms after torch's last parallel region
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class Choice:
     export_s: float = 0.0
     total_s: float = 0.0
     export_failure: str = ""
+    graph: bytes | None = field(default=None, repr=False)  # the ONNX export, while choosing
 
     def summary(self) -> str:
         """One line for the log: what serves, what else was tried, and what the choice cost."""
@@ -136,6 +138,15 @@ def candidates(
     return chosen
 
 
+def serve_with(classifier: Classifier, runtime: Runtime, threads: int) -> None:
+    """Serve with `runtime` from now on. An exported runtime gets the worker's threads and torch
+    keeps one: torch then only runs the batch transforms (and "Why?"), and an OpenMP team of its
+    own would spin for milliseconds after each of them on the cores the runtime needs (measured
+    in the app's worker: OpenVINO's batch 1 took 128 ms beside a second team, 25 ms alone)."""
+    classifier.use_runtime(runtime)
+    torch.set_num_threads(threads if runtime.backend == "torch" else 1)
+
+
 def choose_runtime(
     classifier: Classifier,
     wanted: list[Candidate],
@@ -155,79 +166,103 @@ def choose_runtime(
         classifier.prepare_batch(items[start : start + max_batch_size])
         for start in range(0, len(items), max_batch_size)
     ]
-    reference = _probabilities(classifier, reference_runtime, batches)
-    graph: bytes | None = None
+    checks = _Checks(classifier, batches, _probabilities(classifier, reference_runtime, batches))
     choice = Choice(reference_runtime, [])
     queue = list(wanted)
     while queue:
         candidate = queue.pop(0)
-        if candidate == Candidate("torch", None):
-            trial = Trial(candidate, reference_runtime, compare(reference, reference))
-            choice.trials.append(trial)
-            continue
         trial = Trial(candidate)
         choice.trials.append(trial)
-        if candidate.backend != "torch" and graph is None:
-            if choice.export_failure:
-                trial.failure = choice.export_failure
-                continue
-            export_started = time.perf_counter()
-            try:
-                graph = export_onnx(classifier.model, batches[0])
-            except ExportError as error:
-                choice.export_failure = f"the model cannot be exported to ONNX ({error})"
-                trial.failure = choice.export_failure
-                log.warning(
-                    "The %s, so it is served by torch, not %s.",
-                    choice.export_failure.removeprefix("the "),
-                    " or ".join(c.backend for c in wanted if c.backend != "torch"),
-                )
-                continue
-            finally:
-                choice.export_s = time.perf_counter() - export_started
-        try:
-            trial.runtime = _build(classifier, candidate, graph, threads, batches[0])
-            trial.agreement = compare(reference, _probabilities(classifier, trial.runtime, batches))
-        except Exception as error:  # noqa: BLE001 - a runtime that fails to build or run is skipped
-            trial.runtime, trial.failure = None, f"it failed ({type(error).__name__}: {error})"
-            log.warning("Not serving with %s: %s.", candidate.name, trial.failure)
-            continue
-        if not trial.agreement.passed:
-            trial.failure = f"its {trial.agreement.describe()}"
-            fallback = Candidate(candidate.backend, None)
-            retry = candidate.precision is not None and all(
-                fallback != other.candidate for other in choice.trials
-            )
-            log.warning(
-                "Not serving with %s: %s; %s.",
-                candidate.name,
-                trial.failure,
-                f"trying {fallback.name} instead" if retry else "falling back to fp32",
-            )
-            if retry and fallback not in queue:
-                queue.append(fallback)
+        if candidate == Candidate("torch", None):
+            trial.runtime, trial.agreement = reference_runtime, checks.agree(reference_runtime)
+        elif candidate.backend != "torch" and not _export_once(choice, classifier, batches[0]):
+            trial.failure = choice.export_failure
+        else:
+            _try(trial, checks, choice.graph, threads)
+        fallback = Candidate(candidate.backend, None)  # a disagreeing bf16 or fp16 tries fp32
+        tried = any(fallback == other.candidate for other in choice.trials) or fallback in queue
+        if trial.agreement and not trial.passed and candidate.precision is not None and not tried:
+            queue.append(fallback)
+    choice.runtime = _fastest(classifier, choice, items[0], max_batch_size) or reference_runtime
+    for trial in choice.trials:  # only the chosen runtime keeps its sessions and thread pools
+        if trial.runtime is not choice.runtime:
+            trial.runtime = None
+    choice.graph = None  # the runtime holds what it needs
+    choice.total_s = time.perf_counter() - started
+    return choice
+
+
+@dataclass
+class _Checks:
+    """The check images' prepared batches and eager fp32's probabilities on them."""
+
+    classifier: Classifier
+    batches: list[torch.Tensor]
+    reference: torch.Tensor
+
+    def agree(self, runtime: Runtime) -> Agreement:
+        """How `runtime`'s probabilities on the check images compare with fp32's."""
+        return compare(self.reference, _probabilities(self.classifier, runtime, self.batches))
+
+
+def _export_once(choice: Choice, classifier: Classifier, example: torch.Tensor) -> bool:
+    """Export the model to ONNX on first need (choice.graph); False, logged once, if it cannot."""
+    if choice.graph is not None or choice.export_failure:
+        return choice.graph is not None
+    started = time.perf_counter()
+    try:
+        choice.graph = export_onnx(classifier.model, example)
+    except ExportError as error:
+        choice.export_failure = f"the model cannot be exported to ONNX ({error})"
+        log.warning("The %s, so it is served by torch.", choice.export_failure.removeprefix("the "))
+        return False
+    finally:
+        choice.export_s = time.perf_counter() - started
+    return True
+
+
+def _try(trial: Trial, checks: _Checks, graph: bytes | None, threads: int) -> None:
+    """Build the trial's runtime and check it against fp32; log why it will not serve."""
+    candidate = trial.candidate
+    try:
+        trial.runtime = _build(checks.classifier, candidate, graph, threads, checks.batches[0])
+        trial.agreement = checks.agree(trial.runtime)
+    except Exception as error:  # noqa: BLE001 - a runtime that fails to build or run is skipped
+        trial.runtime, trial.failure = None, f"it failed ({type(error).__name__}: {error})"
+        log.warning("Not serving with %s: %s.", candidate.name, trial.failure)
+        return
+    if not trial.agreement.passed:
+        trial.failure = f"its {trial.agreement.describe()}"
+        fallback = Candidate(candidate.backend, None)
+        log.warning(
+            "Not serving with %s: %s; %s.",
+            candidate.name,
+            trial.failure,
+            f"trying {fallback.name} instead" if candidate.precision else "falling back to fp32",
+        )
+
+
+def _fastest(
+    classifier: Classifier, choice: Choice, item: torch.Tensor, largest: int
+) -> Runtime | None:
+    """The runtime of the fastest trial that agrees, timed in turns when there are several."""
     passed = [trial for trial in choice.trials if trial.passed]
     if not passed:
         log.warning("No backend asked for agrees with fp32 torch: serving with torch fp32.")
-        passed = [Trial(Candidate("torch", None), reference_runtime)]
+        return None
     if len(passed) > 1:
-        _time_in_turns(classifier, passed, items[0], max_batch_size)
+        _time_in_turns(classifier, passed, item, largest)
         for trial in passed:
             log.info(
                 "%s: %s; %.1f ms at batch 1, %.1f ms per image at batch %d",
                 trial.candidate.name,
                 trial.agreement.describe() if trial.agreement else "the reference",
                 min(trial.batch_one_s) * 1000,
-                min(trial.largest_batch_s) * 1000 / max_batch_size,
-                max_batch_size,
+                min(trial.largest_batch_s) * 1000 / largest,
+                largest,
             )
-        passed.sort(key=lambda trial: trial.cost(max_batch_size))
-    choice.runtime = passed[0].runtime or reference_runtime
-    for trial in choice.trials:  # only the chosen runtime keeps its sessions and thread pools
-        if trial.runtime is not choice.runtime:
-            trial.runtime = None
-    choice.total_s = time.perf_counter() - started
-    return choice
+        passed.sort(key=lambda trial: trial.cost(largest))
+    return passed[0].runtime
 
 
 def _build(
@@ -262,18 +297,25 @@ def _time_in_turns(
     classifier: Classifier, trials: list[Trial], item: torch.Tensor, largest: int
 ) -> None:
     """Time each trial at batch 1 and at the largest batch, TIMING_ROUNDS times, in turns, so a
-    machine whose speed drifts favours none of them."""
+    machine whose speed drifts favours none of them; each as it would serve (serve_with)."""
+    threads = torch.get_num_threads()
     prepared = {size: classifier.prepare_batch([item] * size) for size in (1, largest)}
-    calls: list[tuple[Trial, Callable[[], object], list[float]]] = []
+    calls: list[tuple[Runtime, Callable[[], object], list[float]]] = []
     for trial in trials:
         runtime = trial.runtime
         assert runtime is not None
         for size, into in ((1, trial.batch_one_s), (largest, trial.largest_batch_s)):
             batch = _layout(runtime, prepared[size])
             runtime(batch)  # the first call at a shape allocates and picks kernels
-            calls.append((trial, functools.partial(runtime, batch), into))
-    for _ in range(TIMING_ROUNDS):
-        for _trial, call, into in calls:
-            begin = time.perf_counter()
-            call()
-            into.append(time.perf_counter() - begin)
+            calls.append((runtime, functools.partial(runtime, batch), into))
+    try:
+        for _ in range(TIMING_ROUNDS):
+            for runtime, call, into in calls:
+                torch.set_num_threads(threads if runtime.backend == "torch" else 1)
+                if runtime.backend != "torch":
+                    time.sleep(SPIN_DOWN_S)  # torch's OpenMP threads stop spinning
+                begin = time.perf_counter()
+                call()
+                into.append(time.perf_counter() - begin)
+    finally:
+        torch.set_num_threads(threads)

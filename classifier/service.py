@@ -16,7 +16,7 @@ from PIL import Image
 from formats.regular import dangling_link
 
 from .agreement import check_images
-from .backend import Choice, candidates, choose_runtime, resolve_backends
+from .backend import Choice, candidates, choose_runtime, resolve_backends, serve_with
 from .batcher import BatcherClosedError, DynamicBatcher
 from .decode import decode_image
 from .device import CudaQuery, choose_device
@@ -209,7 +209,7 @@ class ModelService:
         choice = choose_runtime(
             classifier, self.candidates, images, self.threads, self.settings.max_batch_size
         )
-        classifier.use_runtime(choice.runtime)
+        serve_with(classifier, choice.runtime, self.threads)
         if len(choice.trials) > 1:
             log.info(choice.summary())
         warm_up(classifier, self.settings.max_batch_size)
