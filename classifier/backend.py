@@ -162,9 +162,15 @@ def choose_runtime(
     if wanted == [Candidate("torch", None)]:  # the reference itself: nothing to compare
         return Choice(reference_runtime, [Trial(wanted[0], reference_runtime)])
     items = [classifier.preprocess(image) for image in images]
+    # one shape per batch: a learner without a Resize gives each image its own size (and an
+    # exported graph, which takes the first one's, then fails on the others and is not used)
+    by_shape: dict[tuple[int, ...], list[torch.Tensor]] = {}
+    for item in items:
+        by_shape.setdefault(tuple(item.shape), []).append(item)
     batches = [
-        classifier.prepare_batch(items[start : start + max_batch_size])
-        for start in range(0, len(items), max_batch_size)
+        classifier.prepare_batch(same[start : start + max_batch_size])
+        for same in by_shape.values()
+        for start in range(0, len(same), max_batch_size)
     ]
     checks = _Checks(classifier, batches, _probabilities(classifier, reference_runtime, batches))
     choice = Choice(reference_runtime, [])
