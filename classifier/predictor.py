@@ -119,6 +119,11 @@ class Classifier:
         """The precision the model runs in (None: fp32)."""
         return self.runtime.precision
 
+    @property
+    def takes_channels_last(self) -> bool:
+        """True when prepared batches are NHWC: the model runs so, and so does its runtime."""
+        return self.channels_last and self.runtime.takes_channels_last
+
     def use_runtime(self, runtime: Runtime) -> None:
         """Run the model's forward passes with `runtime` from now on (on the batcher's thread)."""
         self.runtime = runtime
@@ -166,7 +171,7 @@ class Classifier:
         batch = self._batch_pipeline(torch.stack(items).to(self.device))
         # a plain tensor: fastai's TensorImage would route every layer through __torch_function__
         batch = batch.as_subclass(torch.Tensor)
-        if self.channels_last and self.runtime.takes_channels_last:
+        if self.takes_channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch
 

@@ -152,7 +152,7 @@ class ModelService:
         log.info(
             "Serving in %s, %s, with %d thread(s)",
             self._loaded[0].runtime.name,
-            "channels-last" if self._loaded[0].channels_last else "contiguous",
+            "channels-last" if self._loaded[0].takes_channels_last else "contiguous",
             threads,
         )
         self._start_watching()
