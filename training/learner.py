@@ -17,6 +17,12 @@ from torchvision.models import get_model_weights
 
 from training.errors import InputError
 
+# batches lr-find tries inside `fit` when no --lr is given (fastai's own default is 100)
+LR_FIND_ITERATIONS = 30
+# below this lr-find's suggestions mean its loss never fell; then fit trains at the fallback
+LOWEST_LR = 1e-5
+FALLBACK_LR = 1e-3
+
 # torchvision architectures fastai knows how to cut and split, by their torchvision names
 ARCHITECTURES = {
     arch.__name__: arch for arch in model_meta if arch.__module__.startswith("torchvision")
@@ -54,11 +60,37 @@ def build_learner(dls: DataLoaders, arch: str, pretrained: bool, path: Path) -> 
 
 
 def find_learning_rates(learn: Learner, iterations: int = 100) -> dict[str, float]:
-    """Run fastai's `lr_find` (it plots into a new figure) and return its suggestions by name."""
+    """Run fastai's `lr_find` (it plots into a new figure) and return its suggestions by name.
+
+    Short runs (fewer than fastai's 100 batches) sweep a narrower range, 1e-6 to 1, where every
+    suggestion falls in practice, at the same five batches per decade as fastai's default.
+    """
+    start, end = (1e-7, 10.0) if iterations >= 100 else (1e-6, 1.0)
     suggestions = learn.lr_find(
-        num_it=iterations, suggest_funcs=(minimum, steep, valley, slide), show_plot=True
+        start_lr=start,
+        end_lr=end,
+        num_it=iterations,
+        suggest_funcs=(minimum, steep, valley, slide),
+        show_plot=True,
     )
     return {name: float(value) for name, value in suggestions._asdict().items()}
+
+
+def choose_learning_rate(suggestions: dict[str, float]) -> tuple[float, str]:
+    """The rate `fit` trains with when no --lr is given, and the reason in words.
+
+    The larger of lr-find's valley and minimum (a tenth of the rate at the lowest loss),
+    rounded to two digits. A short lr-find is noisy, and from scratch either one alone can land
+    an order of magnitude too low, where five epochs leave the model guessing; a tenth of the
+    lowest point is still well below where the loss blows up. When both lie below
+    `LOWEST_LR`, lr-find saw no loss fall at all, and `FALLBACK_LR` is used instead.
+    """
+    valley, lowest = suggestions["valley"], suggestions["minimum"]
+    name, value = ("valley", valley) if valley >= lowest else ("minimum", lowest)
+    found = f"lr-find's valley {valley:.2g}, minimum {lowest:.2g}"
+    if value < LOWEST_LR:
+        return FALLBACK_LR, f"{found}: both too low to trust, so {FALLBACK_LR:g}"
+    return float(f"{value:.2g}"), f"the larger of {found}"
 
 
 def train_stages(
