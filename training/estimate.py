@@ -6,6 +6,7 @@ every stage, the validation passes and the reports) once the first batches have 
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ UNFROZEN_COST = 1.4
 LONG_ON_CPU_S = 15 * 60
 # the first batch pays for start-up (worker processes, memory, kernels): time the next few
 WARMUP_BATCHES = 1
-TIMED_BATCHES = 3
+TIMED_BATCHES = 5
 # the settings that advice suggests: the smallest resnet, and the size whose last feature map
 # is still 4x4 (resnets downsample by 32), which Grad-CAM needs to show where the model looked
 FAST_ARCH = "resnet18"
@@ -120,7 +121,8 @@ class RunTimer(Callback):
     """Times the first training batches of the run it is added to and reports the estimate once.
 
     Add the same timer to every fit of a run (lr-find, then each stage): it reports after the
-    first fit's first few batches and stays quiet after that.
+    first fit's first few batches and stays quiet after that. The median batch counts, so that
+    one batch slowed by another job on a shared CPU does not skew it.
     """
 
     order = 99  # after the other callbacks' work on each batch
@@ -134,17 +136,20 @@ class RunTimer(Callback):
     ):
         self.plan, self.on_cpu, self.faster, self.report = plan, on_cpu, faster, report
         self.batches = 0
-        self.started: float | None = None
+        self.last: float | None = None
+        self.durations: list[float] = []
         self.seconds_per_batch: float | None = None
 
     def after_batch(self) -> None:
-        """Count a training batch; once enough are timed, report."""
+        """Time a training batch; once enough are timed, report."""
         if not self.training or self.seconds_per_batch is not None:
             return
+        now = time.perf_counter()
         self.batches += 1
-        if self.batches == WARMUP_BATCHES:
-            self.started = time.perf_counter()
-        elif self.started is not None and self.batches == WARMUP_BATCHES + TIMED_BATCHES:
-            self.seconds_per_batch = (time.perf_counter() - self.started) / TIMED_BATCHES
+        if self.batches > WARMUP_BATCHES and self.last is not None:
+            self.durations.append(now - self.last)
+        self.last = now
+        if len(self.durations) == TIMED_BATCHES:
+            self.seconds_per_batch = statistics.median(self.durations)
             for line in estimate_lines(self.seconds_per_batch, self.plan, self.on_cpu, self.faster):
                 self.report(line)

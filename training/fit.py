@@ -232,7 +232,7 @@ def fit_and_export(options: DataOptions, fit: FitOptions) -> FitResult:
     candidate = candidate_path(fit.models)
     shutil.rmtree(candidate.parent, ignore_errors=True)
     candidate.parent.mkdir(parents=True)
-    learn.path = candidate.parent  # the scratch folder is gone; don't pickle a dangling path
+    learn.path = fit.models  # the scratch folder is gone; don't pickle a dangling path
     replace_atomically(candidate, lambda partial: learn.export(partial.absolute()))
     write_examples(candidate, _examples(valid, classes))
     card = _model_card(

@@ -108,6 +108,9 @@ def compare_with_served(
         outcome = served_mistakes(served, classes, valid, device)
     except ModelLoadError as error:
         outcome = f"the served model could not be loaded: {error}"
+    except Exception as error:  # noqa: BLE001 - a model made elsewhere can fail in any way,
+        # and the model just trained must not be lost for it
+        outcome = f"the served model could not classify these images ({error})"
     if isinstance(outcome, str):
         comparison.not_compared = outcome
         comparison.served_error = _card_error_rate(served)
