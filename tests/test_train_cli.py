@@ -368,3 +368,9 @@ def test_learned_nothing_names_the_class_it_might_as_well_always_answer(tmp_path
     out = capsys.readouterr().out
     assert "its validation error, 70.0%, is no better than always answering '3' (66.7%)" in out
     assert "--epochs" in out and "--lr" in out
+
+
+def test_fit_help_gives_the_lr_find_iterations_fit_really_uses():
+    from training import cli, learner
+
+    assert cli.LR_FIND_ITERATIONS == learner.LR_FIND_ITERATIONS

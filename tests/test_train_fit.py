@@ -295,6 +295,11 @@ def test_lr_find_writes_a_png_and_prints_suggestions(digits, tmp_path, capsys):
         assert image.format == "PNG"
     assert "suggested learning rates: minimum" in out
     assert all(name in out for name in ("steep", "valley", "slide"))
+    # the next step trains the same thing: every flag that matters is repeated
+    assert (
+        f"next: python train.py fit --data {digits} --arch resnet18 --size 16 --no-pretrained "
+        f"--augment none --batch-size 8 --workers 0 --reports {reports} --lr "
+    ) in out
 
 
 def test_labels_extras_and_unfreezing_end_up_in_the_card(digits, tmp_path):

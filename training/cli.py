@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent  # the app's own folder: it serves models/ there
 # fastai's suggestions leave out the first tenth and the last five batches
 FEWEST_LR_FIND_ITERATIONS = 20
+LR_FIND_ITERATIONS = 30  # fit's own lr-find: training/learner.py's, said here for --help
 # the demo: 128 pixels leave resnet18 (which downsamples by 32) a 4x4 feature map for Grad-CAM
 DEMO_SIZE = 128
 DEMO_PER_CLASS = 100
@@ -179,14 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--lr",
         type=learning_rate,
-        help="peak learning rate of that stage (default: run lr-find and take the larger of "
-        "its valley and a tenth of its minimum's rate)",
+        help="peak learning rate of that stage (default: run lr-find first and take its "
+        "valley or minimum suggestion, whichever is larger)",
     )
     fit.add_argument(
         "--lr-find-iterations",
         type=positive_int,
         metavar="N",
-        help="batches the lr-find of a run without --lr tries (default: 40)",
+        help=f"batches the lr-find of a run without --lr tries (default: {LR_FIND_ITERATIONS})",
     )
     fit.add_argument(
         "--unfreeze-epochs",

@@ -110,7 +110,9 @@ def compare_with_served(
         outcome = f"the served model could not be loaded: {error}"
     except Exception as error:  # noqa: BLE001 - a model made elsewhere can fail in any way,
         # and the model just trained must not be lost for it
-        outcome = f"the served model could not classify these images ({error})"
+        outcome = (
+            f"the served model could not classify these images ({type(error).__name__}: {error})"
+        )
     if isinstance(outcome, str):
         comparison.not_compared = outcome
         comparison.served_error = _card_error_rate(served)
@@ -134,8 +136,8 @@ def served_mistakes(
     from classifier.loading import load_export
     from classifier.predictor import Classifier
 
-    # no size cap of its own: the app already decided whether it serves this file
-    learner = load_export(path, read_checked(path, max_bytes=1 << 40).data)
+    # no size cap of its own (the app decides what it serves): the file's own size
+    learner = load_export(path, read_checked(path, max_bytes=path.stat().st_size).data)
     known = [str(label) for label in learner.dls.vocab]
     if sorted(known) != sorted(classes):
         return f"the served model knows other classes: {', '.join(known)}"
