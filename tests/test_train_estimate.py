@@ -6,6 +6,8 @@ import pytest
 
 from training.estimate import (
     FAST_SIZE,
+    FORWARD_SHARE,
+    UNFROZEN_COST,
     LONG_ON_CPU_S,
     RunPlan,
     describe_duration,
@@ -56,7 +58,7 @@ def test_resnet18_at_128_pixels_is_about_a_sixth_of_resnet34_at_224():
 
 def test_the_plan_counts_lr_find_training_and_forward_batches():
     plan = RunPlan(lr_find_batches=40, train_batches=30, unfrozen_batches=10, forward_batches=9)
-    assert plan.cost() == pytest.approx(40 + 30 + 10 * 1.4 + 9 / 3)
+    assert plan.cost() == pytest.approx(40 + 30 + 10 * UNFROZEN_COST + 9 * FORWARD_SHARE)
 
 
 def test_a_short_run_gets_its_estimate_and_no_advice():
