@@ -12,6 +12,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from formats.modelcard import sha256_of_bytes
+
 from .batcher import BatcherClosedError, DynamicBatcher
 from .decode import decode_image
 from .device import CudaQuery, choose_device
@@ -19,6 +21,7 @@ from .errors import DeadlineExceededError, NoModelError
 from .explain import Explainer, Explanation, last_conv_layer
 from .integrity import FileState, read_verified
 from .loading import load_export
+from .observer import ServiceObserver
 from .precision import choose_precision, precision_name
 from .predictor import Classifier, Prediction
 from .reload import ModelFileWatch
@@ -58,8 +61,14 @@ class ServiceSettings:
 class ModelService:
     """Owns the loaded Classifier and its batcher; every method is safe from many threads."""
 
-    def __init__(self, settings: ServiceSettings, query: CudaQuery | None = None):
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        query: CudaQuery | None = None,
+        observer: ServiceObserver | None = None,
+    ):
         self.settings = settings
+        self.observer = observer or ServiceObserver()  # metrics, when the web layer wires them
         self.path = Path(settings.model_path)
         self.device = choose_device(settings.device, query).device
         self.precision = choose_precision(settings.precision, self.device, query)
@@ -93,7 +102,11 @@ class ModelService:
             log.warning(no_model_message(self.path))
             return
         started = time.perf_counter()
-        self._loaded = self._load()
+        try:
+            self._loaded = self._load()
+        except Exception:
+            self.observer.model_load_failed(reload=False)
+            raise
         log.info(
             "Loaded %s in %.2f s: classes %s, device %s, batches of up to %d",
             self.path,
@@ -112,10 +125,14 @@ class ModelService:
     def _load(self) -> tuple[Classifier, DynamicBatcher]:
         """Read and check the model file, load it, and warm it up (batch size 1 and the largest)."""
         # only ever the configured path; its bytes are checked against the model card first
-        learner = load_export(self.path, read_verified(self.path))
+        data = read_verified(self.path)
+        learner = load_export(self.path, data)
         classifier = Classifier(learner, self.device, self.path, self.precision)
         batcher = DynamicBatcher(
-            classifier.predict_batch, self.settings.max_batch_size, self.settings.max_wait_ms / 1000
+            classifier.predict_batch,
+            self.settings.max_batch_size,
+            self.settings.max_wait_ms / 1000,
+            observer=self.observer,
         )
         try:
             # on the batcher's thread, like every other torch computation (see its `call`)
@@ -125,6 +142,7 @@ class ModelService:
         except BaseException:
             batcher.close()
             raise
+        self.observer.model_loaded(sha256_of_bytes(data), reload=self._loaded is not None)
         return classifier, batcher
 
     def _reload(self, state: FileState) -> None:
@@ -138,6 +156,7 @@ class ModelService:
                 self.path,
                 error,
             )
+            self.observer.model_load_failed(reload=True)
             self._watch.served(state)
             return
         if self._stopped:
@@ -185,7 +204,10 @@ class ModelService:
         """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
         classifier, _ = self._require_model()
         draft_size = (at_least or classifier.draft_size) if self.settings.draft_decode else None
-        return decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
+        started = time.perf_counter()
+        image = decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
+        self.observer.decoded(time.perf_counter() - started)
+        return image
 
     @property
     def explainable(self) -> bool:
