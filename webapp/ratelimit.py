@@ -52,7 +52,7 @@ def init_app(app: Flask) -> None:
         # one pool, one timeout policy: the limits share the result store's connections
         storage_options={"connection_pool": pool} if pool is not None else {},
         key_prefix="seafront",
-        headers_enabled=True,
+        headers_enabled=False,  # Retry-After is set by too_many, equal to its sentence's wait
         swallow_errors=True,
         in_memory_fallback_enabled=True,
     )
