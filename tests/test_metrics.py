@@ -160,3 +160,52 @@ def test_the_json_access_log_is_one_line_per_request_with_its_id(make_app, png_p
     entry = json.loads(line)
     assert entry["request_id"] == "req-42" and entry["route"] == "/api/predict"
     assert entry["status"] == 200 and entry["method"] == "POST" and entry["seconds"] >= 0
+
+
+def test_application_py_gives_the_workers_a_fresh_metrics_folder_and_removes_it(
+    monkeypatch, model_path, tmp_path
+):
+    import os
+    from pathlib import Path
+
+    from webapp import cli, server
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    for setting in cli.FLAGGED:
+        monkeypatch.setenv(setting.env, str(setting.default))  # main() writes the flags here
+    seen = {}
+
+    def serve(load_app, options):
+        folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        seen.update(
+            options=options, folder=folder, empty=folder.is_dir() and not any(folder.iterdir())
+        )
+
+    monkeypatch.setattr(server, "serve", serve)
+    cli.main(["--port", "0", "--model", str(model_path)])
+    assert seen["empty"] and not seen["folder"].exists()
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    assert seen["options"]["graceful_timeout"] == 30  # the drain (0) and SEAFRONT_GRACEFUL_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, {"accesslog": "-", "graceful_timeout": 30, "drain_seconds": 0.0}),
+        (
+            {"SEAFRONT_ACCESS_LOG": "json", "SEAFRONT_DRAIN_SECONDS": "2.5"},
+            {"accesslog": None, "graceful_timeout": 33, "drain_seconds": 2.5},
+        ),
+        ({"SEAFRONT_ACCESS_LOG": "off"}, {"accesslog": None}),
+    ],
+)
+def test_gunicorns_options_come_from_the_fleet_settings(monkeypatch, env, expected):
+    from webapp import cli
+
+    for key in ("SEAFRONT_ACCESS_LOG", "SEAFRONT_DRAIN_SECONDS", "SEAFRONT_GRACEFUL_TIMEOUT"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    options = cli.fleet_options()
+    assert {key: options[key] for key in expected} == expected
+    assert "when_ready" not in options  # metrics at /metrics unless SEAFRONT_METRICS_PORT

@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # gunicorn's default access line, and the request id the app echoes (webapp/requestlog.py)
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 ACCESS_LOG_FORMAT = (
     '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
 )
@@ -103,8 +104,13 @@ def metrics_folder() -> Iterator[None]:
     """A fresh PROMETHEUS_MULTIPROC_DIR for the workers' metrics, set before they fork and
     removed afterwards (figures left from an earlier run would be counted again)."""
     folder = tempfile.mkdtemp(prefix="seafront-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    before = os.environ.get(MULTIPROC_DIR)
+    os.environ[MULTIPROC_DIR] = folder
     try:
         yield
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        if before is None:
+            os.environ.pop(MULTIPROC_DIR, None)
+        else:
+            os.environ[MULTIPROC_DIR] = before
