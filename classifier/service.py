@@ -20,7 +20,7 @@ from .batcher import BatcherClosedError, DynamicBatcher
 from .decode import decode_image
 from .device import CudaQuery, choose_device
 from .errors import DeadlineExceededError, NoModelError
-from .explain import Explainer, Explanation, last_conv_layer
+from .explain import Explainer, Explanation, explained_layer
 from .integrity import CardCheck, FileState, read_checked
 from .loading import load_export
 from .observer import ServiceObserver
@@ -279,7 +279,7 @@ class ModelService:
     def explainable(self) -> bool:
         """True when a model is loaded and "why?" can show where it looked (it has a conv layer)."""
         classifier = self.classifier
-        return classifier is not None and last_conv_layer(classifier.model) is not None
+        return classifier is not None and explained_layer(classifier.model) is not None
 
     def explain_image(self, image: Image.Image, label: str) -> Explanation:
         """Grad-CAM for `label` on a decoded image (raises ExplainError).

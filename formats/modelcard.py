@@ -50,6 +50,8 @@ class ModelCard:
     demo: bool | None = None
     data: str | None = None
     reports: dict[str, str] = field(default_factory=dict)
+    processes: int | None = None  # that trained it together (accelerate launch); 1 alone
+    precision: str | None = None  # of training: fp32, or bf16/fp16 mixed precision
 
     @property
     def created_at(self) -> datetime | None:
@@ -109,6 +111,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "demo": (bool,),
     "data": (str,),
     "reports": (dict,),
+    "processes": (int,),
+    "precision": (str,),
 }
 
 
