@@ -2,8 +2,8 @@
 
 Grad-CAM (Selvaraju et al., 2017) weighs each channel of a convolutional layer's output by the
 mean gradient of the class score with respect to it, sums the channels and keeps the positive
-part. We use the last nn.Conv2d of the model, the one nearest the classifier head: its output
-still has a spatial layout and already encodes whole objects.
+part. We use the last feature map before the classifier head (`explained_layer`): it still has
+a spatial layout and already encodes whole objects.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from fastai.layers import AdaptiveConcatPool2d
 from PIL import Image, ImageEnhance
 from torch import nn
 
@@ -28,13 +29,37 @@ HEAT_OPACITY = 0.6
 UNSEEN_BRIGHTNESS = 0.35  # the parts the model's crop cut off are dimmed
 
 
+# the layers fastai's create_head starts with when the body's output is a spatial map
+POOLING = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, AdaptiveConcatPool2d)
+
+
 def last_conv_layer(model: nn.Module) -> nn.Conv2d | None:
     """The last nn.Conv2d registered in `model`, or None when it has none."""
     convolutions = [module for module in model.modules() if isinstance(module, nn.Conv2d)]
     return convolutions[-1] if convolutions else None
 
 
-def grad_cam(model: nn.Module, inputs: torch.Tensor, target: int, layer: nn.Conv2d) -> torch.Tensor:
+def explained_layer(model: nn.Module) -> nn.Module | None:
+    """The layer whose output Grad-CAM weighs: the map the head pools, else the last nn.Conv2d.
+
+    A `vision_learner` model is (body, head), and a head that starts by pooling proves the
+    body's output is that map, for torchvision and timm bodies alike. The last nn.Conv2d is
+    not always it: in timm's convnext_tiny it is a depthwise 7x7 convolution inside the last
+    block, before that block's mixing layers (nn.Linear) and its residual sum. A timm body that
+    pools by itself (a ViT's, whose last nn.Conv2d is the patch embedding, its first layer)
+    leaves no map to explain: None. Other models get their last nn.Conv2d.
+    """
+    if isinstance(model, nn.Sequential) and len(model) == 2:
+        body, head = model
+        if getattr(body, "needs_pool", None) is False:  # fastai's TimmBody of a ViT, say
+            return None
+        first = next(iter(head.children()), None) if isinstance(head, nn.Sequential) else None
+        if isinstance(first, POOLING) and last_conv_layer(body) is not None:
+            return body
+    return last_conv_layer(model)
+
+
+def grad_cam(model: nn.Module, inputs: torch.Tensor, target: int, layer: nn.Module) -> torch.Tensor:
     """Grad-CAM of class `target` for a batch of one: an (h, w) map in [0, 1] at `layer`'s size.
 
     Runs with gradients on and autocast off, whatever the calling thread had set, so the map is
@@ -143,21 +168,21 @@ class Explainer:
                     parameter.data = parameter.data.clone()
                 parameter.requires_grad_(True)  # a frozen body would otherwise give no gradient
         self._model = model
-        self._layer = last_conv_layer(model)
+        self._layer = explained_layer(model)
         self._batch_pipeline = classifier.batch_transforms()
         self._lock = threading.Lock()
 
     @property
     def available(self) -> bool:
-        """True when the model has a convolutional layer to explain."""
+        """True when the model has a convolutional map to explain (see explained_layer)."""
         return self._layer is not None
 
     def explain(self, image: Image.Image, label: str) -> Explanation:
         """Where the model looked in RGB `image` for class `label` (ExplainError without a conv)."""
         if self._layer is None:
             raise ExplainError(
-                "This model has no convolutional layer (nn.Conv2d), so it cannot "
-                "show where it looked; the prediction itself is unaffected."
+                "This model has no convolutional layer (nn.Conv2d) whose map it classifies, so "
+                "it cannot show where it looked; the prediction itself is unaffected."
             )
         target = self.classifier.classes.index(label)
         item = self.classifier.preprocess(image)

@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from formats.modelcard import sha256_of_bytes
 from formats.regular import dangling_link
 
 from .batcher import BatcherClosedError, DynamicBatcher
 from .decode import decode_image
 from .device import CudaQuery, choose_device
 from .errors import DeadlineExceededError, NoModelError
-from .explain import Explainer, Explanation, last_conv_layer
+from .explain import Explainer, Explanation, explained_layer
 from .integrity import CardCheck, FileState, read_checked
 from .loading import load_export
+from .observer import ServiceObserver
 from .precision import choose_precision, precision_name
 from .predictor import Classifier, Prediction
 from .reload import ModelFileWatch
@@ -72,8 +74,14 @@ class ServiceSettings:
 class ModelService:
     """Owns the loaded Classifier and its batcher; every method is safe from many threads."""
 
-    def __init__(self, settings: ServiceSettings, query: CudaQuery | None = None):
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        query: CudaQuery | None = None,
+        observer: ServiceObserver | None = None,
+    ):
         self.settings = settings
+        self.observer = observer or ServiceObserver()  # metrics, when the web layer wires them
         self.path = Path(settings.model_path)
         self.device = choose_device(settings.device, query).device
         self.precision = choose_precision(settings.precision, self.device, query)
@@ -127,7 +135,11 @@ class ModelService:
             self._start_watching()
             return
         started = time.perf_counter()
-        self._loaded, self._card = self._load()
+        try:
+            self._loaded, self._card = self._load()
+        except Exception:
+            self.observer.model_load_failed(reload=False)
+            raise
         self._log_card_problem()
         log.info(
             "Loaded %s in %.2f s: classes %s, device %s, batches of up to %d",
@@ -179,7 +191,10 @@ class ModelService:
         learner = load_export(self.path, checked.data)
         classifier = Classifier(learner, self.device, self.path, self.precision)
         batcher = DynamicBatcher(
-            classifier.predict_batch, self.settings.max_batch_size, self.settings.max_wait_ms / 1000
+            classifier.predict_batch,
+            self.settings.max_batch_size,
+            self.settings.max_wait_ms / 1000,
+            observer=self.observer,
         )
         try:
             # on the batcher's thread, like every other torch computation (see its `call`)
@@ -189,6 +204,7 @@ class ModelService:
         except BaseException:
             batcher.close()
             raise
+        self.observer.model_loaded(sha256_of_bytes(checked.data), reload=self._loaded is not None)
         return (classifier, batcher), checked.card
 
     def _reload(self, state: FileState) -> None:
@@ -200,6 +216,7 @@ class ModelService:
             kept = "Kept serving the previous model" if self._loaded else "Still serving no model"
             log.error("%s: the new %s could not be loaded. %s", kept, self.path, error)
             self.load_problem = str(error)
+            self.observer.model_load_failed(reload=True)
             self._watch.served(state)
             return
         if self._stopped:
@@ -253,13 +270,16 @@ class ModelService:
         """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
         classifier, _ = self._require_model()
         draft_size = (at_least or classifier.draft_size) if self.settings.draft_decode else None
-        return decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
+        started = time.perf_counter()
+        image = decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
+        self.observer.decoded(time.perf_counter() - started)
+        return image
 
     @property
     def explainable(self) -> bool:
         """True when a model is loaded and "why?" can show where it looked (it has a conv layer)."""
         classifier = self.classifier
-        return classifier is not None and last_conv_layer(classifier.model) is not None
+        return classifier is not None and explained_layer(classifier.model) is not None
 
     def explain_image(self, image: Image.Image, label: str) -> Explanation:
         """Grad-CAM for `label` on a decoded image (raises ExplainError).

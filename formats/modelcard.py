@@ -62,6 +62,8 @@ class ModelCard:
     learning_rate_choice: str | None = None  # how learning_rates["frozen"] was chosen
     training_seconds: float | None = None  # from reading the images to writing the export
     versions: dict[str, str] = field(default_factory=dict)  # python, fastai, torch, ...
+    processes: int | None = None  # that trained it together (accelerate launch); 1 alone
+    precision: str | None = None  # of training: fp32, or bf16/fp16 mixed precision
 
     @property
     def created_at(self) -> datetime | None:
@@ -140,6 +142,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "learning_rate_choice": (str,),
     "training_seconds": _NUMBER,
     "versions": (dict,),
+    "processes": (int,),
+    "precision": (str,),
 }
 
 

@@ -150,8 +150,8 @@ def test_the_apis_heat_map_has_the_photos_aspect_ratio(client, pictures, png_pic
 def test_a_model_that_cannot_be_explained_gets_no_why_button_and_a_501(
     make_app, png_pictures, monkeypatch
 ):
-    monkeypatch.setattr("classifier.explain.last_conv_layer", lambda model: None)
-    monkeypatch.setattr("classifier.service.last_conv_layer", lambda model: None)
+    monkeypatch.setattr("classifier.explain.explained_layer", lambda model: None)
+    monkeypatch.setattr("classifier.service.explained_layer", lambda model: None)
     client = make_app().test_client()
     html = result_page(client, png_pictures["mod0"])
     assert "why-form" not in html

@@ -7,8 +7,8 @@ import pytest
 from training.estimate import (
     FAST_SIZE,
     FORWARD_SHARE,
-    UNFROZEN_COST,
     LONG_ON_CPU_S,
+    UNFROZEN_COST,
     RunPlan,
     describe_duration,
     estimate_lines,

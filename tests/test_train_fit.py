@@ -80,6 +80,8 @@ CARD_TYPES = {
     "learning_rate_choice": str,
     "training_seconds": float,
     "versions": dict,
+    "processes": int,
+    "precision": str,
 }
 
 
@@ -180,6 +182,7 @@ def test_model_card_has_every_field_of_the_convention(fitted):
     assert (card["lr_find"], card["learning_rate_choice"]) == ({}, "given with --lr")
     assert card["augmentation"].startswith("none: ")
     assert card["demo"] is False and card["name"] == "data" and card["data"] == str(fitted.data)
+    assert (card["processes"], card["precision"]) == (1, "fp32")
     created = datetime.fromisoformat(card["created"])
     assert created.utcoffset() == timedelta(0)
 

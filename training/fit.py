@@ -36,9 +36,21 @@ from training.data import (
     images_from_labels,
     split_images,
 )
+from training.distributed import (
+    across_processes,
+    check_precision,
+    continue_on_main_only,
+    is_main_process,
+    join_processes,
+    process_count,
+    same_on_every_process,
+    training_device,
+    use_precision,
+)
 from training.estimate import RunPlan, RunTimer, faster_settings
 from training.learner import (
     LR_FIND_ITERATIONS,
+    architecture_name,
     build_learner,
     choose_learning_rate,
     find_learning_rates,
@@ -111,6 +123,7 @@ class FitOptions:
     lr_find_iterations: int = LR_FIND_ITERATIONS
     command: str | None = None  # the command line, for the card
     report: Callable[[str], object] = print  # where progress lines go
+    precision: str = "fp32"  # or bf16, fp16: fastai's mixed precision, on a GPU
 
 
 @dataclass
@@ -149,7 +162,9 @@ def _gather(options: DataOptions) -> _Prepared:
     return _Prepared(images, split_images(images, options.valid_pct, options.seed))
 
 
-def _learner(options: DataOptions, prepared: _Prepared, learner_path: Path) -> Learner:
+def _learner(
+    options: DataOptions, prepared: _Prepared, learner_path: Path, precision: str = "fp32"
+) -> Learner:
     """A fresh learner over the images: the same seed gives the same start every time."""
     set_seed(options.seed, reproducible=True)
     assert options.batch_size is not None and options.augment is not None  # __post_init__
@@ -161,7 +176,13 @@ def _learner(options: DataOptions, prepared: _Prepared, learner_path: Path) -> L
         options.augment,
         options.workers,
     )
-    return build_learner(dls, options.arch, options.pretrained, learner_path)
+    learn = build_learner(dls, options.arch, options.pretrained, learner_path)
+    use_precision(learn, precision)
+    return learn
+
+
+def _silent(line: str) -> None:
+    """Where the other processes of `accelerate launch` report: nowhere, the main one speaks."""
 
 
 def _on_cpu() -> bool:
@@ -175,6 +196,7 @@ def lr_find(
     report: Callable[[str], object] = print,
 ) -> tuple[dict[str, float], Path]:
     """Run fastai's learning-rate finder; return its suggestions and the plot's path."""
+    training_device()
     prepared = _gather(options)
     # lr_find saves and restores the weights under learn.path/models: keep that out of
     # the user's folders
@@ -187,40 +209,50 @@ def lr_find(
     return suggestions, save_figure(reports / "lr_find.png")
 
 
-def fit_and_export(options: DataOptions, fit: FitOptions) -> FitResult:
+def fit_and_export(options: DataOptions, fit: FitOptions) -> FitResult | None:
     """Train, export to models/candidate/, compare with the served model, promote if not worse.
 
     The reports go to REPORTS/ for a promoted model and to REPORTS/candidate/ for one that is
-    not, so that they always describe the model whose card names them.
+    not, so that they always describe the model whose card names them. Under `accelerate
+    launch` every process finds the rate and trains, and only the main one goes on to compare,
+    write and promote; the others return None.
     """
     started = time.monotonic()
+    device = training_device()
+    check_precision(fit.precision, device)
+    processes = process_count()
+    join_processes(device)
+    report = fit.report if is_main_process() else _silent
     prepared = _gather(options)
     epochs = fit.epochs or EPOCHS[_start(options.pretrained)]
     lr_plot: Figure | None = None
     suggestions: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        learn = _learner(options, prepared, Path(scratch))
-        timer = _timer(learn, options, fit, epochs, prepared)
+        learn = _learner(options, prepared, Path(scratch), fit.precision)
+        timer = _timer(learn, options, fit, epochs, prepared, report)
         if fit.lr is None:
-            with learn.added_cbs(timer):
-                suggestions = find_learning_rates(learn, fit.lr_find_iterations)
+            with learn.added_cbs(timer), across_processes(learn):
+                found = find_learning_rates(learn, fit.lr_find_iterations)
             lr_plot = plt.gcf()
+            # each process saw its own share of the batches: all train at the main one's rate
+            suggestions = same_on_every_process(found)
             lr, choice = choose_learning_rate(suggestions)
-            fit.report(f"learning rate {lr:.2g}: {choice}")
+            report(f"learning rate {lr:.2g}: {choice}")
             # the rate found, from the same start as `fit --lr` with that rate would have
-            learn = _learner(options, prepared, Path(scratch))
+            learn = _learner(options, prepared, Path(scratch), fit.precision)
         else:
             lr, choice = fit.lr, "given with --lr"
         lr_max = fit.lr_max or (lr / 200, lr / 2)  # fine_tune's own choice
         curves = LossCurves(learn, stages=2 if fit.unfreeze_epochs else 1)
-        with learn.added_cbs(timer):
+        with learn.added_cbs(timer), across_processes(learn):
             train_stages(learn, epochs, lr, fit.unfreeze_epochs, lr_max, curves.add)
+        learn.to_fp32()  # the export serves in whatever precision the app chooses
+    if not continue_on_main_only():
+        return None
     valid = validation_predictions(learn)
     evaluation = evaluate(valid, learn.dls.vocab)
     classes = [str(label) for label in learn.dls.vocab]
-    comparison = compare_with_served(
-        fit.models, classes, evaluation.wrong, valid.dl.items, default_device()
-    )
+    comparison = compare_with_served(fit.models, classes, evaluation.wrong, valid.dl.items, device)
     promoting = comparison.nothing_served or not comparison.worse or fit.force
     reports = fit.reports if promoting else fit.reports / "candidate"
     if lr_plot is not None:
@@ -244,6 +276,7 @@ def fit_and_export(options: DataOptions, fit: FitOptions) -> FitResult:
         candidate,
         Training(epochs, lr, lr_max, choice, suggestions, time.monotonic() - started),
     )
+    card.processes, card.precision = processes, fit.precision
     write_card(candidate, card)
     export_path = served_path(fit.models) if promoting else candidate
     if promoting:
@@ -260,7 +293,12 @@ def fit_and_export(options: DataOptions, fit: FitOptions) -> FitResult:
 
 
 def _timer(
-    learn: Learner, options: DataOptions, fit: FitOptions, epochs: int, prepared: _Prepared
+    learn: Learner,
+    options: DataOptions,
+    fit: FitOptions,
+    epochs: int,
+    prepared: _Prepared,
+    report: Callable[[str], object],
 ) -> RunTimer:
     """A timer for the whole run: lr-find if it runs, each stage, validation and reports."""
     train, valid = len(learn.dls.train), len(learn.dls.valid)
@@ -277,7 +315,7 @@ def _timer(
         plan.unfrozen_batches = train * fit.unfreeze_epochs
     else:  # from scratch every layer trains from the start: the second stage costs the same
         plan.train_batches += train * fit.unfreeze_epochs
-    return RunTimer(plan, _on_cpu(), faster_settings(options.arch, options.size), fit.report)
+    return RunTimer(plan, _on_cpu(), faster_settings(options.arch, options.size), report)
 
 
 def _examples(valid: Predictions, classes: list[str]) -> dict[str, Iterable[Image.Image]]:
@@ -353,7 +391,7 @@ def _model_card(
     return ModelCard(
         name=fit.name or options.data.absolute().name,
         classes=[str(label) for label in evaluation.per_class_accuracy],
-        architecture=options.arch,
+        architecture=architecture_name(options.arch),
         pretrained=options.pretrained,
         image_size=options.size,
         train_count=len(prepared.split.train),

@@ -33,6 +33,10 @@ class RequestError(ValueError):
     """A request the web layer itself refuses (400); the message says what to send instead."""
 
 
+class StoreUnavailableError(RuntimeError):
+    """The shared store (Redis) did not answer in time; the message says what still works."""
+
+
 # the first class in an error's MRO that is listed here gives its status
 STATUSES: dict[type[Exception], int] = {
     ImageTooLargeError: 413,
@@ -41,6 +45,7 @@ STATUSES: dict[type[Exception], int] = {
     RequestError: 400,
     ExplainError: 501,
     NoModelError: 503,
+    StoreUnavailableError: 503,
     DeadlineExceededError: 504,
 }
 HANDLED = tuple(STATUSES)

@@ -95,6 +95,7 @@ SPEC: dict = {
                     "415": _error("An image in a format that is not accepted."),
                     "501": _error("`explain` was asked of a model without a convolutional layer."),
                     "503": _error("No model is installed yet."),
+                    "429": _error("Too many photos from this address (SEAFRONT_RATE_LIMIT)."),
                 },
             },
         },
@@ -109,6 +110,26 @@ SPEC: dict = {
                             "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
                         },
                     }
+                },
+            },
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: a warm model, and not draining",
+                "responses": {
+                    "200": {
+                        "description": "Send this server requests.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}
+                        },
+                    },
+                    "503": {
+                        "description": "Do not: no model is loaded, or it is shutting down.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}
+                        },
+                    },
                 },
             },
         },
@@ -127,6 +148,11 @@ SPEC: dict = {
     },
     "components": {
         "schemas": {
+            "Ready": {
+                "type": "object",
+                "required": ["ready"],
+                "properties": {"ready": {"type": "boolean"}, "reason": {"type": "string"}},
+            },
             "Prediction": {
                 "type": "object",
                 "required": ["label", "confidence", "probabilities", "device"],
