@@ -81,7 +81,12 @@ def test_two_processes_train_one_model_and_the_main_one_writes_it_once(launched)
     # the other process prints nothing of its own: one result, one set of paths
     assert result.stdout.count("validation accuracy") == 1
     assert result.stdout.count("model: ") == 1
-    assert sorted(p.name for p in launched.models.iterdir()) == ["export.json", "export.pkl"]
+    # the model, its card and example photos; nothing was served before, so nothing kept
+    assert sorted(p.name for p in launched.models.iterdir()) == [
+        "examples",
+        "export.json",
+        "export.pkl",
+    ]
     assert launched.card["processes"] == PROCESSES and launched.card["precision"] == "fp32"
     assert launched.card["classes"] == list(DIGITS)
     assert launched.card["train_count"] + launched.card["valid_count"] == 90

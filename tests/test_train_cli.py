@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import subprocess
@@ -326,6 +327,8 @@ def test_the_next_step_serves_the_folder_the_model_went_to(models, command):
         (1.6e-3, 2.4e-4, 1.6e-3, "the larger of lr-find's valley 0.0016, minimum 0.00024"),
         (5.4321e-4, 6.3e-8, 5.4e-4, "the larger of lr-find's valley 0.00054, minimum 6.3e-08"),
         (2e-6, 6.3e-8, FALLBACK_LR, "both too low to trust, so 0.001"),
+        (math.nan, 2e-3, 2e-3, "the larger of lr-find's valley nan, minimum 0.002"),
+        (math.nan, math.nan, FALLBACK_LR, "both too low to trust, so 0.001"),
     ],
 )
 def test_fit_takes_the_larger_of_valley_and_minimum(valley, minimum, lr, words):
@@ -374,3 +377,15 @@ def test_fit_help_gives_the_lr_find_iterations_fit_really_uses():
     from training import cli, learner
 
     assert cli.LR_FIND_ITERATIONS == learner.LR_FIND_ITERATIONS
+
+
+def test_a_suggestion_fastai_cannot_compute_from_a_short_curve_is_nan():
+    from fastai.callback.schedule import slide
+
+    from training.learner import _or_nan
+
+    lrs, losses = torch.logspace(-6, 0, 8), torch.linspace(2.0, 1.0, 8)
+    with pytest.raises(IndexError):  # slide looks 15 batches back
+        slide(lrs, losses, 30)
+    rate, _ = _or_nan(slide)(lrs, losses, 30)
+    assert math.isnan(rate) and _or_nan(slide).__name__ == "slide"

@@ -42,6 +42,7 @@ from training.distributed import (
     continue_on_main_only,
     is_main_process,
     join_processes,
+    on_its_own,
     process_count,
     same_on_every_process,
     training_device,
@@ -214,14 +215,14 @@ def fit_and_export(options: DataOptions, fit: FitOptions) -> FitResult | None:
 
     The reports go to REPORTS/ for a promoted model and to REPORTS/candidate/ for one that is
     not, so that they always describe the model whose card names them. Under `accelerate
-    launch` every process finds the rate and trains, and only the main one goes on to compare,
-    write and promote; the others return None.
+    launch` every process runs the same lr-find on its own before they join, all train at the
+    main one's rate, and only the main one goes on to compare, write and promote; the others
+    return None.
     """
     started = time.monotonic()
     device = training_device()
     check_precision(fit.precision, device)
     processes = process_count()
-    join_processes(device)
     report = fit.report if is_main_process() else _silent
     prepared = _gather(options)
     epochs = fit.epochs or EPOCHS[_start(options.pretrained)]
@@ -230,18 +231,20 @@ def fit_and_export(options: DataOptions, fit: FitOptions) -> FitResult | None:
     with tempfile.TemporaryDirectory() as scratch:
         learn = _learner(options, prepared, Path(scratch), fit.precision)
         timer = _timer(learn, options, fit, epochs, prepared, report)
-        if fit.lr is None:
-            with learn.added_cbs(timer), across_processes(learn):
+        if fit.lr is not None:
+            lr, choice = fit.lr, "given with --lr"
+            join_processes(device)
+        else:
+            with learn.added_cbs(timer), on_its_own():
                 found = find_learning_rates(learn, fit.lr_find_iterations)
             lr_plot = plt.gcf()
-            # each process saw its own share of the batches: all train at the main one's rate
+            join_processes(device)
+            # the same seed and images give every process the same curve; the main one's counts
             suggestions = same_on_every_process(found)
             lr, choice = choose_learning_rate(suggestions)
             report(f"learning rate {lr:.2g}: {choice}")
             # the rate found, from the same start as `fit --lr` with that rate would have
             learn = _learner(options, prepared, Path(scratch), fit.precision)
-        else:
-            lr, choice = fit.lr, "given with --lr"
         lr_max = fit.lr_max or (lr / 200, lr / 2)  # fine_tune's own choice
         curves = LossCurves(learn, stages=2 if fit.unfreeze_epochs else 1)
         with learn.added_cbs(timer), across_processes(learn):
