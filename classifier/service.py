@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -15,8 +16,8 @@ from PIL import Image
 from .batcher import BatcherClosedError, DynamicBatcher
 from .decode import decode_image
 from .device import CudaQuery, choose_device
-from .errors import DeadlineExceededError, NoModelError
-from .explain import Explainer, Explanation, last_conv_layer
+from .errors import DeadlineExceededError, ExplainError, NoModelError
+from .explain import Explainer, Explanation, why_not_explainable
 from .integrity import FileState, read_verified
 from .loading import load_export
 from .precision import choose_precision, precision_name
@@ -68,6 +69,8 @@ class ModelService:
         self._watch = ModelFileWatch(self.path, settings.model_reload_interval)
         self._stopped = False
         self._explainer: Explainer | None = None
+        # why "why?" cannot work for a loaded classifier ('' when it can), measured at load
+        self._why_not: weakref.WeakKeyDictionary[Classifier, str] = weakref.WeakKeyDictionary()
 
     @property
     def classifier(self) -> Classifier | None:
@@ -122,6 +125,9 @@ class ModelService:
             batcher.call(lambda: warm_up(classifier, self.settings.max_batch_size)).result(
                 timeout=WARM_UP_TIMEOUT_S
             )
+            self._why_not[classifier] = batcher.call(
+                lambda: why_not_explainable(classifier)
+            ).result(timeout=WARM_UP_TIMEOUT_S)
         except BaseException:
             batcher.close()
             raise
@@ -189,9 +195,15 @@ class ModelService:
 
     @property
     def explainable(self) -> bool:
-        """True when a model is loaded and "why?" can show where it looked (it has a conv layer)."""
+        """True when a model is loaded and "why?" can show where it looked."""
+        return self.classifier is not None and not self.why_not_explainable
+
+    @property
+    def why_not_explainable(self) -> str:
+        """Why "why?" cannot show where the loaded model looked (no conv layer, or its last
+        feature map is too coarse), or '' when it can or no model is loaded."""
         classifier = self.classifier
-        return classifier is not None and last_conv_layer(classifier.model) is not None
+        return self._why_not.get(classifier, "") if classifier is not None else ""
 
     def explain_image(self, image: Image.Image, label: str) -> Explanation:
         """Grad-CAM for `label` on a decoded image (raises ExplainError).
@@ -199,6 +211,8 @@ class ModelService:
         It runs on the batcher's thread between batches, so that the process keeps one OpenMP
         thread team (see DynamicBatcher.call).
         """
+        if self.why_not_explainable:
+            raise ExplainError(self.why_not_explainable)
         return self._on_loaded_model(
             lambda classifier, batcher, deadline: batcher.call(
                 lambda: self._explainer_for(classifier).explain(image, label), deadline
