@@ -187,6 +187,14 @@ class ModelService:
             )
         )
 
+    def predict_images(self, images: list[Image.Image]) -> list[Prediction]:
+        """Predict several decoded RGB images, queued together so they share forward passes."""
+        return self._on_loaded_model(
+            lambda classifier, batcher, deadline: batcher.submit_many(
+                [classifier.preprocess(image) for image in images], deadline
+            )
+        )
+
     def decode(self, data: bytes, at_least: int | None = None) -> Image.Image:
         """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
         classifier, _ = self._require_model()

@@ -154,3 +154,17 @@ def renamed_model_path(tiny_learner, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("renamed_model") / "export.pkl"
     learner.export(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def coarse_model_path(tiny_learner, tmp_path_factory) -> Path:
+    """The tiny model exported again to take 8 px photos: its last conv map is only 2x2."""
+    from fastai.learner import load_learner
+
+    learner = load_learner(Path(tiny_learner.dls.path).parent / "export.pkl")
+    for transform in learner.dls.valid.after_item.fs:
+        if hasattr(transform, "size"):
+            transform.size = (8, 8)
+    path = tmp_path_factory.mktemp("coarse_model") / "export.pkl"
+    learner.export(path)
+    return path

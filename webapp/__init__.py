@@ -24,7 +24,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from . import (
         classify,
         errors,
+        examples,
         explain,
+        favicon,
         feedback,
         health,
         model_card,
@@ -33,6 +35,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         secret,
         security,
         service,
+        wording,
     )
 
     config = config or {}
@@ -57,9 +60,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     service.init_app(app)
     result_store.init_app(app)
+    wording.init_app(app)
     for blueprint in (
         classify.bp,
         classify.api,
+        examples.bp,
+        favicon.bp,
         health.bp,
         explain.bp,
         feedback.bp,

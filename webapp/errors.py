@@ -33,6 +33,10 @@ class RequestError(ValueError):
     """A request the web layer itself refuses (400); the message says what to send instead."""
 
 
+class TooManyFilesError(RequestError):
+    """More photos in one request than MAX_FILES (400, like any request to send otherwise)."""
+
+
 class ServingRefusedError(RuntimeError):
     """The app is served in a way it refuses (debug mode, Flask's development server): 500,
     with the sentence that says how to start it instead."""

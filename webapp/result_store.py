@@ -21,8 +21,10 @@ from .results import Result
 
 EXTENSION = "seafront.results"
 SESSION_IDS = "result_ids"  # the user's recent results, newest last
-SESSION_SHOW = "result_show"  # the result the next page view shows
-IDS_PER_SESSION = 8
+SESSION_SHOW = "result_show"  # the results the next page view shows
+SESSION_GROUP = "result_group"  # the results of the last upload, shown together
+# enough for a few uploads of several photos; each id costs the session cookie 25 bytes
+IDS_PER_SESSION = 32
 GONE = (
     "That photo is no longer kept in memory (results are kept for a few minutes): "
     "upload it again, then press the button."
@@ -80,17 +82,21 @@ def _store() -> ResultStore:
     return current_app.extensions[EXTENSION]
 
 
-def remember(result: Result) -> None:
-    """Keep `result` for this session, and show it on the next page view."""
-    _store().put(result)
-    ids = [*session.get(SESSION_IDS, []), result.id][-IDS_PER_SESSION:]
-    session[SESSION_IDS] = ids
-    show_next(result)
+def remember(results: list[Result]) -> None:
+    """Keep `results` (the photos of one upload) for this session; show them on the next view."""
+    for result in results:
+        _store().put(result)
+    ids = [result.id for result in results]
+    kept = max(IDS_PER_SESSION, int(current_app.config["MAX_FILES"]))  # one upload's at least
+    session[SESSION_IDS] = [*session.get(SESSION_IDS, []), *ids][-kept:]
+    session[SESSION_GROUP] = ids
+    session[SESSION_SHOW] = ids
 
 
 def show_next(result: Result) -> None:
-    """Show `result` (again) on the next page view."""
-    session[SESSION_SHOW] = result.id
+    """Show `result` (again) on the next page view, with the photos sent together with it."""
+    group = session.get(SESSION_GROUP, [])
+    session[SESSION_SHOW] = group if result.id in group else [result.id]
 
 
 def recall(result_id: str | None) -> Result | None:
@@ -100,6 +106,9 @@ def recall(result_id: str | None) -> Result | None:
     return _store().get(result_id)
 
 
-def take_shown() -> Result | None:
-    """The result to show on this page view, once (a reload shows the empty form again)."""
-    return recall(session.pop(SESSION_SHOW, None))
+def take_shown() -> list[Result]:
+    """The results to show on this page view, once (a reload shows the empty form again)."""
+    shown = session.pop(SESSION_SHOW, None) or []
+    if isinstance(shown, str):  # a session cookie from before several photos at once
+        shown = [shown]
+    return [result for result in map(recall, shown) if result is not None]

@@ -90,6 +90,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_CONTENT_LENGTH", 20 * MB, "largest upload in bytes (20 MB); above it: 413"),
     Setting("MAX_PIXELS", 50_000_000, "largest image in pixels (decompression bombs): 413"),
     Setting(
+        "MAX_FILES",
+        10,
+        "most photos in one request (the page's several photos, the API's repeated `files` "
+        "field); more: 413. All of them share MAX_CONTENT_LENGTH",
+    ),
+    Setting(
+        "MIN_CONFIDENCE",
+        0.0,
+        "below this probability for the likeliest class the page says the model is not sure "
+        'instead of naming a class, and the API answers `"sure": false`; `0`: off '
+        "(see Not sure)",
+    ),
+    Setting(
         "REQUEST_TIMEOUT",
         60.0,
         "seconds a request may wait for the model; past it the "
