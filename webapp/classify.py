@@ -57,9 +57,12 @@ def classify_for_page(uploads: list[bytes]) -> list[Result]:
         prediction, image = classify_upload(uploads[0])
         return [make_result(prediction, image, uploads[0])]
     outcomes = classify_several(uploads)
-    if all(outcome.error for outcome in outcomes):
-        raise next(outcome.error for outcome in outcomes if outcome.error)
-    return page_results(outcomes)
+    results = page_results(outcomes)
+    errors = [outcome.error for outcome in outcomes if outcome.error]
+    if len(errors) == len(outcomes):
+        # every photo's sentence beside the field, with the first one's kind (and status)
+        raise type(errors[0])(" ".join(result.flashed for result in results)) from errors[0]
+    return results
 
 
 @bp.route("/upload", methods=["GET", "POST"])
