@@ -57,9 +57,7 @@ SETTINGS: tuple[Setting, ...] = (
         "the fastai export to serve; the default is the app's own `models/export.pkl`",
         flag="--model",
     ),
-    Setting(
-        "DEVICE", "auto", "`auto`, `cpu`, `cuda` or `cuda:N` (see GPU server)", flag="--device"
-    ),
+    Setting("DEVICE", "auto", "`auto`, `cpu`, `cuda` or `cuda:N`; see GPU server", flag="--device"),
     Setting(
         "WORKERS",
         1,
@@ -92,8 +90,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MAX_FILES",
         10,
-        "most photos in one request (the page's several photos, the API's repeated `files` "
-        "field); more: 413. All of them share MAX_CONTENT_LENGTH",
+        "most photos classified at once (the page's several photos, `/api/predict/several`); "
+        "more: 400. Together they must fit in MAX_CONTENT_LENGTH",
     ),
     Setting(
         "MIN_CONFIDENCE",
