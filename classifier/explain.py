@@ -2,8 +2,8 @@
 
 Grad-CAM (Selvaraju et al., 2017) weighs each channel of a convolutional layer's output by the
 mean gradient of the class score with respect to it, sums the channels and keeps the positive
-part. We use the last nn.Conv2d of the model, the one nearest the classifier head: its output
-still has a spatial layout and already encodes whole objects.
+part. We use the last feature map before the classifier head (`explained_layer`): it still has
+a spatial layout and already encodes whole objects.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from fastai.layers import AdaptiveConcatPool2d
 from PIL import Image, ImageEnhance
 from torch import nn
 
@@ -32,9 +33,11 @@ UNSEEN_BRIGHTNESS = 0.35  # the parts the model's crop cut off are dimmed
 # 2x2 or 3x3 a few blocks that say little; from 4x4 on it picks out a part of the photo
 MIN_MAP_SIDE = 4
 NO_CONV_LAYER = (
-    "This model has no convolutional layer (nn.Conv2d), so it cannot show where it looked; "
-    "the prediction itself is unaffected."
+    "This model has no convolutional layer (nn.Conv2d) whose map it classifies, so it cannot "
+    "show where it looked; the prediction itself is unaffected."
 )
+# the layers fastai's create_head starts with when the body's output is a spatial map
+POOLING = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, AdaptiveConcatPool2d)
 
 
 def last_conv_layer(model: nn.Module) -> nn.Conv2d | None:
@@ -43,13 +46,33 @@ def last_conv_layer(model: nn.Module) -> nn.Conv2d | None:
     return convolutions[-1] if convolutions else None
 
 
+def explained_layer(model: nn.Module) -> nn.Module | None:
+    """The layer whose output Grad-CAM weighs: the map the head pools, else the last nn.Conv2d.
+
+    A `vision_learner` model is (body, head), and a head that starts by pooling proves the
+    body's output is that map, for torchvision and timm bodies alike. The last nn.Conv2d is
+    not always it: in timm's convnext_tiny it is a depthwise 7x7 convolution inside the last
+    block, before that block's mixing layers (nn.Linear) and its residual sum. A timm body that
+    pools by itself (a ViT's, whose last nn.Conv2d is the patch embedding, its first layer)
+    leaves no map to explain: None. Other models get their last nn.Conv2d.
+    """
+    if isinstance(model, nn.Sequential) and len(model) == 2:
+        body, head = model
+        if getattr(body, "needs_pool", None) is False:  # fastai's TimmBody of a ViT, say
+            return None
+        first = next(iter(head.children()), None) if isinstance(head, nn.Sequential) else None
+        if isinstance(first, POOLING) and last_conv_layer(body) is not None:
+            return body
+    return last_conv_layer(model)
+
+
 def feature_map_size(classifier: Classifier) -> tuple[int, int] | None:
-    """(height, width) of the last conv layer's output for a photo at the model's input size.
+    """(height, width) of the map Grad-CAM weighs (`explained_layer`) at the model's input size.
 
     Runs one forward pass: call it where the model's other torch work runs (the batcher thread).
     """
     model = getattr(classifier.model, "_orig_mod", classifier.model)
-    layer = last_conv_layer(model)
+    layer = explained_layer(model)
     if layer is None:
         return None
     shapes: list[tuple[int, int]] = []
@@ -66,7 +89,7 @@ def feature_map_size(classifier: Classifier) -> tuple[int, int] | None:
 
 def why_not_explainable(classifier: Classifier) -> str:
     """Why Grad-CAM cannot show where this model looked, as a sentence, or '' when it can."""
-    if last_conv_layer(classifier.model) is None:
+    if explained_layer(classifier.model) is None:
         return NO_CONV_LAYER
     size = feature_map_size(classifier)
     if size is None or min(size) >= MIN_MAP_SIDE:
@@ -74,14 +97,14 @@ def why_not_explainable(classifier: Classifier) -> str:
     height, width = size
     seen = f" of its {classifier.input_size} px input" if classifier.input_size else ""
     return (
-        f"This model's last convolutional layer sees only a {height}x{width} grid{seen}, too "
+        f"This model's last feature map sees only a {height}x{width} grid{seen}, too "
         f"coarse to show where it looked (that needs at least {MIN_MAP_SIDE}x{MIN_MAP_SIDE}): "
         "train it on larger images (`python train.py fit --size 128`, say) to get a heat map; "
         "the prediction itself is unaffected."
     )
 
 
-def grad_cam(model: nn.Module, inputs: torch.Tensor, target: int, layer: nn.Conv2d) -> torch.Tensor:
+def grad_cam(model: nn.Module, inputs: torch.Tensor, target: int, layer: nn.Module) -> torch.Tensor:
     """Grad-CAM of class `target` for a batch of one: an (h, w) map in [0, 1] at `layer`'s size.
 
     Runs with gradients on and autocast off, whatever the calling thread had set, so the map is
@@ -190,13 +213,13 @@ class Explainer:
                     parameter.data = parameter.data.clone()
                 parameter.requires_grad_(True)  # a frozen body would otherwise give no gradient
         self._model = model
-        self._layer = last_conv_layer(model)
+        self._layer = explained_layer(model)
         self._batch_pipeline = classifier.batch_transforms()
         self._lock = threading.Lock()
 
     @property
     def available(self) -> bool:
-        """True when the model has a convolutional layer to explain."""
+        """True when the model has a convolutional map to explain (see explained_layer)."""
         return self._layer is not None
 
     def explain(self, image: Image.Image, label: str) -> Explanation:

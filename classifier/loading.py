@@ -79,6 +79,12 @@ def _explain_missing(path: Path, missing: _MissingName) -> str:
             f"{path} was exported by fastai 2.x before 2.8 (it names `{missing}`, which has "
             f"moved): {REEXPORT}."
         )
+    if missing.module.split(".")[0] == "timm":
+        return (
+            f"{path} was trained with a timm architecture and names `{missing}`, which this "
+            "environment lacks: install timm as requirements.txt pins it (`pip install -r "
+            "requirements.txt`), or the timm version the model was trained with."
+        )
     if missing.module.startswith(("fastai", "fastcore", "torch", "torchvision")):
         return (
             f"{path} was exported by another fastai or torch version (it names `{missing}`, "

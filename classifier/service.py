@@ -10,31 +10,44 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
+
+from formats.regular import dangling_link
 
 from .batcher import BatcherClosedError, DynamicBatcher
 from .decode import decode_image
 from .device import CudaQuery, choose_device
 from .errors import DeadlineExceededError, ExplainError, NoModelError
 from .explain import Explainer, Explanation, why_not_explainable
-from .integrity import FileState, read_verified
+from .integrity import CardCheck, FileState, read_checked
 from .loading import load_export
 from .precision import choose_precision, precision_name
 from .predictor import Classifier, Prediction
 from .reload import ModelFileWatch
 from .threads import configure_torch_threads
 
+if TYPE_CHECKING:
+    from formats.modelcard import ModelCard
+
 log = logging.getLogger(__name__)
 WARM_UP_TIMEOUT_S = 120.0  # a first pass on a GPU may pick kernels for a while
 
 
-def no_model_message(path: Path) -> str:
-    """What to do when there is no model file."""
+def no_model_message(path: Path, reload_interval: float) -> str:
+    """What to do when there is no model file (a sentence for the log, the page and the API)."""
+    if reload_interval > 0:
+        then = (
+            f"the app picks it up by itself within a few seconds (it looks every "
+            f"{reload_interval:g} s, SEAFRONT_MODEL_RELOAD_INTERVAL)."
+        )
+    else:
+        then = "then restart the app (SEAFRONT_MODEL_RELOAD_INTERVAL is 0: it never looks again)."
     return (
-        f"No model at {path}. Train one with `python train.py demo` (a small digits model, "
-        f"about a minute) or `python train.py fit --data DIR`, or copy your fastai "
-        f"export.pkl to {path}; then restart the app."
+        f"No model at {path}. Train one with python train.py demo (a small digits model, "
+        f"about a minute) or python train.py fit --data DIR, or copy your fastai "
+        f"export.pkl to {path}: {then}"
     )
 
 
@@ -52,6 +65,7 @@ class ServiceSettings:
     torch_threads: int  # 0: the machine's cores divided by the number of workers
     workers: int
     model_reload_interval: float  # seconds between looks for a replaced model file; 0: never
+    model_max_bytes: int  # a larger model file is refused unread
     precision: str  # auto, fp32, bf16 or fp16 (autocast); auto is fp32 on the CPU
     request_timeout: float  # seconds a request may wait for the model before it is dropped
 
@@ -66,7 +80,11 @@ class ModelService:
         self.precision = choose_precision(settings.precision, self.device, query)
         # the classifier and its batcher, swapped together in one assignment on a reload
         self._loaded: tuple[Classifier, DynamicBatcher] | None = None
-        self._watch = ModelFileWatch(self.path, settings.model_reload_interval)
+        self._card = CardCheck()  # the loaded model's card, swapped with it
+        self.load_problem: str | None = None  # why the latest file was not loaded, if it failed
+        self._watch = ModelFileWatch(self.path)
+        self._watcher: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._stopped = False
         self._explainer: Explainer | None = None
         # why "why?" cannot work for a loaded classifier ('' when it can), measured at load
@@ -79,6 +97,16 @@ class ModelService:
         return loaded[0] if loaded else None
 
     @property
+    def card(self) -> ModelCard | None:
+        """The loaded model's own card (sha256 matched, or none recorded); None otherwise."""
+        return self._card.card
+
+    @property
+    def card_problem(self) -> str | None:
+        """Why the card beside the loaded model is left out (stale or unreadable), or None."""
+        return self._card.problem
+
+    @property
     def loaded(self) -> bool:
         """True once a model is loaded."""
         return self.classifier is not None
@@ -89,14 +117,21 @@ class ModelService:
         return list(self.classifier.classes) if self.classifier else []
 
     def start(self) -> None:
-        """Load the model (when the file exists) and warm it up at batch sizes 1 and the largest."""
+        """Load the model (when the file exists), warm it up, and start looking for a new file."""
         threads = configure_torch_threads(self.settings.workers, self.settings.torch_threads)
         self._watch.served(FileState.of(self.path))
         if not self.path.exists():
-            log.warning(no_model_message(self.path))
+            message = no_model_message(self.path, self.settings.model_reload_interval)
+            dangling = dangling_link(self.path)
+            if dangling:
+                self.load_problem = f"{dangling}."
+                message = f"{self.load_problem} {message}"
+            log.warning(message)
+            self._start_watching()
             return
         started = time.perf_counter()
-        self._loaded = self._load()
+        self._loaded, self._card = self._load()
+        self._log_card_problem()
         log.info(
             "Loaded %s in %.2f s: classes %s, device %s, batches of up to %d",
             self.path,
@@ -111,11 +146,40 @@ class ModelService:
             "channels-last" if self._loaded[0].channels_last else "contiguous",
             threads,
         )
+        self._start_watching()
 
-    def _load(self) -> tuple[Classifier, DynamicBatcher]:
+    def _start_watching(self) -> None:
+        """Look for a replaced model file every interval, on a thread of its own (daemon).
+
+        It runs in each worker (start() runs after gunicorn's fork) and only stats files; the
+        load itself starts on a thread of its own, as check_for_new_model does.
+        """
+        if self.settings.model_reload_interval <= 0 or self._watcher is not None:
+            return
+        self._watcher = threading.Thread(
+            target=self._watch_forever, name="model-watch", daemon=True
+        )
+        self._watcher.start()
+
+    def _watch_forever(self) -> None:
+        """Call check_for_new_model every interval until stop()."""
+        while not self._stopping.wait(self.settings.model_reload_interval):
+            try:
+                self.check_for_new_model()
+            except Exception:  # the watch must outlive anything one look meets
+                log.exception("Could not look at %s for a new model; looking again", self.path)
+
+    def _log_card_problem(self) -> None:
+        """Say once per load why the card beside the model is left out."""
+        if self._card.problem:
+            log.warning("Serving %s without its model card. %s", self.path, self._card.problem)
+
+    def _load(self) -> tuple[tuple[Classifier, DynamicBatcher], CardCheck]:
         """Read and check the model file, load it, and warm it up (batch size 1 and the largest)."""
-        # only ever the configured path; its bytes are checked against the model card first
-        learner = load_export(self.path, read_verified(self.path))
+        # only ever the configured path: a regular file under the size cap, whose bytes are
+        # checked against the model card first
+        checked = read_checked(self.path, self.settings.model_max_bytes)
+        learner = load_export(self.path, checked.data)
         classifier = Classifier(learner, self.device, self.path, self.precision)
         batcher = DynamicBatcher(
             classifier.predict_batch, self.settings.max_batch_size, self.settings.max_wait_ms / 1000
@@ -131,25 +195,25 @@ class ModelService:
         except BaseException:
             batcher.close()
             raise
-        return classifier, batcher
+        return (classifier, batcher), checked.card
 
     def _reload(self, state: FileState) -> None:
         """Load the replaced model file off the request path and swap it in, or keep the old."""
         started = time.perf_counter()
         try:
-            loaded = self._load()
+            loaded, card = self._load()
         except Exception as error:  # noqa: BLE001 - whatever is wrong with the new file, keep serving
-            log.error(
-                "Kept serving the previous model: the new %s could not be loaded. %s",
-                self.path,
-                error,
-            )
+            kept = "Kept serving the previous model" if self._loaded else "Still serving no model"
+            log.error("%s: the new %s could not be loaded. %s", kept, self.path, error)
+            self.load_problem = str(error)
             self._watch.served(state)
             return
         if self._stopped:
             loaded[1].close()
             return
-        previous, self._loaded = self._loaded, loaded
+        # the swap is done before it is logged: a prediction after the log line gets the new model
+        previous, self._loaded, self._card = self._loaded, loaded, card
+        self.load_problem = None
         self._watch.served(state)
         log.info(
             "Reloaded %s in %.2f s: classes %s, device %s",
@@ -158,11 +222,12 @@ class ModelService:
             ", ".join(loaded[0].classes),
             self.device,
         )
+        self._log_card_problem()
         if previous:
             previous[1].close()  # after the requests already queued on it are answered
 
     def check_for_new_model(self) -> None:
-        """Start loading the model file in the background if it was replaced (cheap to call)."""
+        """Start loading the model file in the background if it was replaced (one look: stats)."""
         state = self._watch.due()
         if state is not None:
             threading.Thread(
@@ -170,8 +235,11 @@ class ModelService:
             ).start()
 
     def stop(self) -> None:
-        """Stop the batcher thread."""
+        """Stop looking for a new model file, and stop the batcher thread."""
         self._stopped = True
+        self._stopping.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout=5)
         if self._loaded:
             self._loaded[1].close()
 
@@ -260,10 +328,9 @@ class ModelService:
 
     def _require_model(self) -> tuple[Classifier, DynamicBatcher]:
         """The loaded classifier and its batcher, or NoModelError."""
-        self.check_for_new_model()
         loaded = self._loaded
         if loaded is None:
-            raise NoModelError(no_model_message(self.path))
+            raise NoModelError(no_model_message(self.path, self.settings.model_reload_interval))
         return loaded
 
 

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_atomically
+from .regular import RefusedFileError, read_regular_file
 
 CARD_SUFFIX = ".json"  # models/export.pkl -> models/export.json
+CARD_MAX_BYTES = 1 << 20  # a card is a few kB; anything near this is not one
 
 
 class CardError(ValueError):
@@ -48,6 +50,8 @@ class ModelCard:
     demo: bool | None = None
     data: str | None = None
     reports: dict[str, str] = field(default_factory=dict)
+    processes: int | None = None  # that trained it together (accelerate launch); 1 alone
+    precision: str | None = None  # of training: fp32, or bf16/fp16 mixed precision
 
     @property
     def created_at(self) -> datetime | None:
@@ -107,6 +111,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "demo": (bool,),
     "data": (str,),
     "reports": (dict,),
+    "processes": (int,),
+    "precision": (str,),
 }
 
 
@@ -119,10 +125,16 @@ def read_card(model_path: Path) -> ModelCard | None:
     """The card beside `model_path`, None when there is none; CardError when it is unreadable."""
     path = card_path(model_path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        data, _ = read_regular_file(path, CARD_MAX_BYTES)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as error:
+    except RefusedFileError as error:
+        raise CardError(str(error)) from None
+    except OSError as error:
+        raise CardError(f"{path} could not be read ({error})") from None
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except ValueError as error:
         raise CardError(f"{path} could not be read ({error})") from None
     if not isinstance(raw, dict):
         raise CardError(f"{path} is not a JSON object")

@@ -4,6 +4,8 @@ file replaced while serving. Marked `load`: run with `pytest -m load`."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -11,11 +13,15 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psutil
 import pytest
 import requests
+
+from webapp import settings
 
 from .support import LiveServer, wait_until
 
@@ -44,12 +50,21 @@ def narrow_server(model_path, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_workers(model_path, tmp_path_factory):
-    """Two workers serving their own copy of the model (the tests replace and break it)."""
+    """Two workers serving their own copy of the model (the tests replace and break it), each
+    looking for a new file every 0.25 s."""
     folder = tmp_path_factory.mktemp("two_workers")
     copy = folder / "models" / "export.pkl"
     copy.parent.mkdir()
     shutil.copyfile(model_path, copy)
-    server = LiveServer(copy, folder, "--workers", "2", "--threads", "4")
+    server = LiveServer(
+        copy,
+        folder,
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        env={"SEAFRONT_MODEL_RELOAD_INTERVAL": "0.25"},
+    )
     server.model = copy
     try:
         yield server.wait_ready(timeout=120)
@@ -175,13 +190,10 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(two_workers,
     assert statuses == [200] * len(statuses)
 
 
-def labels_until(
-    server: LiveServer, data: bytes, wanted: str, in_a_row: int = 12, timeout: float = 90
-) -> list[str]:
-    """Predict until `in_a_row` answers in a row are `wanted` (both workers switched)."""
-    labels, deadline = [], time.monotonic() + timeout
-    while labels[-in_a_row:] != [wanted] * in_a_row:
-        assert time.monotonic() < deadline, f"still {labels[-in_a_row:]}"
+def predicted_labels(server: LiveServer, data: bytes, count: int) -> list[str]:
+    """`count` predictions of `data`, in parallel (so both workers answer some); 200s only."""
+
+    def predict(_) -> str:
         answer = requests.post(
             f"{server.url}/api/predict",
             data=data,
@@ -189,50 +201,105 @@ def labels_until(
             timeout=60,
         )
         assert answer.status_code == 200, answer.text
-        labels.append(answer.json()["label"])
-        time.sleep(0.05)
-    return labels
+        return answer.json()["label"]
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(predict, range(count)))
 
 
-def wait_until_reloaded(
-    server: LiveServer, pids: set[int], data: bytes, words: str, timeout: float = 90
-) -> None:
-    """Send parallel predictions until every worker in `pids` has logged its reload."""
-    deadline = time.monotonic() + timeout
-    while True:
-        reloaded = {
-            int(pid) for pid in re.findall(rf"\[(\d+)\] [\w.]+: Reloaded .*{words}", server.log())
-        }
-        if pids <= reloaded:
-            return
-        assert time.monotonic() < deadline, f"workers {pids - reloaded} never reloaded"
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda _: timed_predict(server, data), range(8)))
+def logged_by(server: LiveServer, words: str, since: int = 0) -> list[int]:
+    """The pid of each worker log line with `words` (a regular expression) after character
+    `since` of the log, one per line."""
+    log = server.log()[since:]
+    return [int(pid) for pid in re.findall(rf"\[(\d+)\] [\w.]+: .*{words}", log)]
 
 
-def test_a_replaced_model_is_served_without_a_restart_and_a_broken_one_is_refused(
+def wait_until_all_logged(server: LiveServer, pids: set[int], words: str, since: int) -> None:
+    """Wait until every worker in `pids` has logged `words` after character `since` of the log,
+    with no prediction to prompt it."""
+    wait_until(
+        lambda: pids <= set(logged_by(server, words, since)),
+        60,
+        every=0.1,
+        message=lambda: (
+            f"workers {pids - set(logged_by(server, words, since))} never logged {words!r}"
+        ),
+    )
+
+
+def move_into_place(target: Path, make: Callable[[Path], object]) -> None:
+    """Let `make` create a file beside `target`, then rename it over `target` in one step."""
+    staging = target.with_name(f".{target.name}.new")
+    make(staging)
+    os.replace(staging, target)
+
+
+def write_card_for(model: Path, source: Path) -> None:
+    """A model card beside `model` that records the sha256 of `source`."""
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    card = json.dumps({"name": source.parent.name, "sha256": digest})
+    move_into_place(model.with_suffix(".json"), lambda staging: staging.write_text(card))
+
+
+def test_a_replaced_model_is_served_without_a_restart_or_a_prediction_and_a_broken_one_is_refused(
     two_workers, renamed_model_path, png_pictures
 ):
     pids = worker_pids(two_workers)
-    staging = two_workers.model.with_name("export.pkl.new")
-    shutil.copyfile(renamed_model_path, staging)
-    os.replace(staging, two_workers.model)
-    # a worker looks at the file when a prediction reaches it: keep both busy until both reload
-    wait_until_reloaded(two_workers, pids, png_pictures["mod0"], "classes punk, teddy")
-    labels = labels_until(two_workers, png_pictures["mod0"], "punk")
-    assert set(labels) <= {"mod", "punk"}
-    assert requests.get(f"{two_workers.url}/healthz", timeout=10).json()["classes"] == [
-        "punk",
-        "teddy",
-    ]
+    mark = len(two_workers.log())
+    # as the README says: the card first, then the export renamed into place
+    write_card_for(two_workers.model, renamed_model_path)
+    move_into_place(two_workers.model, lambda staging: shutil.copyfile(renamed_model_path, staging))
+    # each worker looks on its own timer: no prediction is sent until both have logged the swap
+    wait_until_all_logged(two_workers, pids, "Reloaded .*classes punk, teddy", mark)
+    health = requests.get(f"{two_workers.url}/healthz", timeout=10).json()
+    assert health["classes"] == ["punk", "teddy"]
+    assert predicted_labels(two_workers, png_pictures["mod0"], 8) == ["punk"] * 8
+    model_page = requests.get(f"{two_workers.url}/model", timeout=10).text
+    assert renamed_model_path.parent.name in model_page and 'id="card-problem"' not in model_page
 
+    mark = len(two_workers.log())
     two_workers.model.write_bytes(b"half a file")  # a broken copy, in place
-    deadline = time.monotonic() + 60
-    while "Kept serving the previous model" not in two_workers.log():
-        assert time.monotonic() < deadline, "the broken file was never looked at"
-        status, _ = timed_predict(two_workers, png_pictures["mod0"])
-        assert status == 200
-        time.sleep(0.1)
-    assert labels_until(two_workers, png_pictures["mod0"], "punk", in_a_row=6)
+    wait_until_all_logged(two_workers, pids, "Kept serving the previous model", mark)
+    assert predicted_labels(two_workers, png_pictures["mod0"], 8) == ["punk"] * 8
     assert "is not a loadable fastai export" in two_workers.log()
     assert worker_pids(two_workers) == pids  # no restart
+
+
+def sparse_file_over_the_cap(staging: Path) -> None:
+    """A regular file one byte over SEAFRONT_MODEL_MAX_BYTES that takes no disk."""
+    with staging.open("wb") as file:
+        file.truncate(settings.default("MODEL_MAX_BYTES") + 1)
+
+
+HOSTILE = {
+    "is a FIFO (named pipe)": os.mkfifo,
+    "which is a character device": lambda staging: os.symlink("/dev/zero", staging),
+    "which does not exist": lambda staging: os.symlink(staging.with_name("nowhere"), staging),
+    "over the limit of": sparse_file_over_the_cap,
+}
+
+
+def test_a_fifo_a_device_a_dangling_link_or_a_huge_file_is_refused_once_per_worker(
+    two_workers, model_path, renamed_model_path, png_pictures
+):
+    pids = worker_pids(two_workers)
+    write_card_for(two_workers.model, renamed_model_path)  # a card for another file, from before
+    mark = len(two_workers.log())
+    for words, make in HOSTILE.items():
+        move_into_place(two_workers.model, make)
+        wait_until_all_logged(two_workers, pids, f"could not be loaded.*{re.escape(words)}", mark)
+        assert set(predicted_labels(two_workers, png_pictures["mod0"], 4)) <= {"mod", "punk"}
+    # `cp other/export.pkl models/export.pkl`: newer than the card, so the card is stale
+    two_workers.model.unlink()  # the sparse file goes first: cp writes a new, regular one
+    shutil.copyfile(model_path, two_workers.model)
+    wait_until_all_logged(two_workers, pids, "Reloaded .*classes mod, rocker", mark)
+    stale = "without its model card.*describes another file"
+    wait_until_all_logged(two_workers, pids, stale, mark)
+    assert predicted_labels(two_workers, png_pictures["mod0"], 8) == ["mod"] * 8
+    model_page = requests.get(f"{two_workers.url}/model", timeout=10).text
+    assert 'id="card-problem"' in model_page and "describes another file" in model_page
+    for words in HOSTILE:
+        refused = logged_by(two_workers, f"could not be loaded.*{re.escape(words)}", mark)
+        assert sorted(refused) == sorted(pids), f"{words!r} was not logged once per worker"
+    assert worker_pids(two_workers) == pids
+    assert "Traceback" not in two_workers.log()

@@ -64,7 +64,7 @@ def modules_after(code: str) -> set[str]:
     [
         ("import classifier.batcher", set()),
         ("import classifier.errors", set()),
-        ("import formats.modelcard, formats.labels, formats.atomic", set()),
+        ("import formats.modelcard, formats.labels, formats.atomic, formats.regular", set()),
         ("import webapp.settings", {"flask"}),
         ("import application", {"flask"}),
         ("import training.cli", set()),

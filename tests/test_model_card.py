@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from .imagemaker import encode
+from .support import wait_until
 
 CARD = {
     "name": "brighton-seafront",
@@ -44,7 +47,9 @@ def project(model_path, tmp_path) -> Path:
     return tmp_path
 
 
-def card_client(make_app, project: Path, card: dict | str | None = None, matrix: bool = True):
+def card_client(
+    make_app, project: Path, card: dict | str | None = None, matrix: bool = True, **config
+):
     """A client of an app serving `project`'s model, with that card and confusion matrix."""
     if card is not None:
         if isinstance(card, dict) and "sha256" in card:  # a card records its own model's sha256
@@ -55,7 +60,7 @@ def card_client(make_app, project: Path, card: dict | str | None = None, matrix:
     if matrix:
         (project / "reports").mkdir(exist_ok=True)
         (project / "reports" / "confusion_matrix.png").write_bytes(MATRIX)
-    return make_app(MODEL_PATH=str(project / "models" / "export.pkl")).test_client()
+    return make_app(MODEL_PATH=str(project / "models" / "export.pkl"), **config).test_client()
 
 
 def test_the_card_shows_classes_architecture_error_rate_date_and_matrix(make_app, project):
@@ -150,3 +155,45 @@ def test_without_a_model_the_page_says_how_to_get_one(make_app, tmp_path):
     app = make_app(MODEL_PATH=str(tmp_path / "none" / "export.pkl"))
     page = app.test_client().get("/model")
     assert page.status_code == 200 and "No model is loaded" in page.get_data(as_text=True)
+
+
+def test_a_card_left_from_the_model_before_is_stale_and_not_shown(make_app, project):
+    # the README's "serve your own model" after the quick start: the demo's card stays behind,
+    # older than the export.pkl copied over it
+    (project / "models" / "export.json").write_text(json.dumps(CARD))  # sha256 of another file
+    an_hour_ago = time.time() - 3600
+    os.utime(project / "models" / "export.json", (an_hour_ago, an_hour_ago))
+    client = card_client(make_app, project)
+    page = client.get("/model")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert 'id="card-problem"' in html and "describes another file" in html
+    assert "mod</li>" in html and "rocker</li>" in html  # the classes come from the model
+    assert "resnet34" not in html and "2.5%" not in html  # nothing from the stale card
+    assert client.get("/model/confusion-matrix.png").status_code == 404
+
+
+def model_page_with(client, words: str) -> str | None:
+    """/model's HTML when it contains `words`, else None."""
+    html = client.get("/model").get_data(as_text=True)
+    return html if words in html else None
+
+
+def test_a_refused_replacement_is_named_on_the_page_while_the_old_model_serves(make_app, project):
+    client = card_client(make_app, project, MODEL_RELOAD_INTERVAL=0.05)
+    staging = project / "models" / ".fifo"
+    os.mkfifo(staging)
+    os.replace(staging, project / "models" / "export.pkl")
+    html = wait_until(
+        lambda: model_page_with(client, 'id="load-problem"'),
+        message="the refusal never reached /model",
+    )
+    assert "keeps serving the model it loaded before" in html and "is a FIFO" in html
+    assert "mod</li>" in html
+
+
+def test_without_a_model_the_page_says_the_app_picks_one_up(make_app, tmp_path):
+    app = make_app(MODEL_PATH=str(tmp_path / "none" / "export.pkl"))
+    html = app.test_client().get("/model").get_data(as_text=True)
+    assert "picks it up by itself" in html and "SEAFRONT_MODEL_RELOAD_INTERVAL" in html
+    assert 'id="no-card"' not in html

@@ -44,7 +44,7 @@ def test_data_that_arrives_in_time_is_read(pair):
 def test_a_silent_client_reads_as_closed_after_the_deadline(pair, caplog):
     server_end, _ = pair
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="readtimeout"):
+    with caplog.at_level(logging.WARNING, logger="webapp.readtimeout"):
         assert server_end.recv(100) == b""
     assert 0.25 < time.monotonic() - started < 2
     assert "did not arrive within 0.3 s (SEAFRONT_READ_TIMEOUT)" in caplog.text

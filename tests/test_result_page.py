@@ -159,7 +159,7 @@ def test_a_model_that_cannot_be_explained_gets_no_why_button_but_a_sentence_and_
     make_app, png_pictures, monkeypatch, coarse_model_path, model, words
 ):
     if model == "no conv layer":
-        monkeypatch.setattr("classifier.explain.last_conv_layer", lambda model: None)
+        monkeypatch.setattr("classifier.explain.explained_layer", lambda model: None)
         app = make_app()
     else:
         app = make_app(MODEL_PATH=str(coarse_model_path))

@@ -77,8 +77,8 @@ def reports_dir(tmp_path):
 
 
 @pytest.fixture()
-def make_client(data_dir, reports_dir):
-    """A function returning a test client of a freshly started review app (a restart)."""
+def make_review_client(data_dir, reports_dir):
+    """A function returning a test review_client of a freshly started review app (a restart)."""
 
     def make(**config):
         return review.create_review_app(
@@ -89,20 +89,22 @@ def make_client(data_dir, reports_dir):
 
 
 @pytest.fixture()
-def client(make_client):
-    """A test client of the review app for `data_dir`."""
-    return make_client()
+def review_client(make_review_client):
+    """A test review_client of the review app for `data_dir`."""
+    return make_review_client()
 
 
-def csrf_token(client) -> str:
+def page_csrf_token(review_client) -> str:
     """The CSRF token the page gives its forms."""
-    return re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text).group(1)
+    return re.search(r'name="csrf_token" value="([^"]+)"', review_client.get("/").text).group(1)
 
 
-def decide(client, fname: str, action: str, label: str | None = None, query: str = ""):
+def decide(review_client, fname: str, action: str, label: str | None = None, query: str = ""):
     """Press a card's `action` button for `fname`, as the page's form does."""
-    form = {"csrf_token": csrf_token(client), "file": fname, "action": action}
-    return client.post(f"/decide{query}", data={**form, **({"label": label} if label else {})})
+    form = {"csrf_token": page_csrf_token(review_client), "file": fname, "action": action}
+    return review_client.post(
+        f"/decide{query}", data={**form, **({"label": label} if label else {})}
+    )
 
 
 def read_cleaned(data_dir: Path) -> dict[str, str]:
@@ -200,8 +202,8 @@ def test_startup_problem_is_one_sentence_saying_what_to_do(
 # --- the page ---------------------------------------------------------------------------------
 
 
-def test_page_shows_each_top_loss_with_its_numbers(client):
-    page = client.get("/").text
+def test_page_shows_each_top_loss_with_its_numbers(review_client):
+    page = review_client.get("/").text
     assert shown_files(page) == TOP_FILES
     mod_0 = card(page, "mod/mod_0.jpg")
     for text in (
@@ -215,13 +217,13 @@ def test_page_shows_each_top_loss_with_its_numbers(client):
         assert text in mod_0
 
 
-def test_page_loads_bootstrap_locally_without_inline_script_or_style(client):
-    page = client.get("/").text
+def test_page_loads_bootstrap_locally_without_inline_script_or_style(review_client):
+    page = review_client.get("/").text
     assert '<link rel="stylesheet" href="/bootstrap/static/css/bootstrap.min.css' in page
     assert "cdn" not in page.lower()
     assert "<script" not in page
     assert "style=" not in page
-    assert client.get("/static/review.css").status_code == 200
+    assert review_client.get("/static/review.css").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -233,8 +235,8 @@ def test_page_loads_bootstrap_locally_without_inline_script_or_style(client):
         ("?label=rocker&split=train", ["rocker/rocker_0.jpg", "rocker/rocker_2.jpg"]),
     ],
 )
-def test_filter_by_class_and_split(client, query, files):
-    assert shown_files(client.get(f"/{query}").text) == files
+def test_filter_by_class_and_split(review_client, query, files):
+    assert shown_files(review_client.get(f"/{query}").text) == files
 
 
 @pytest.mark.parametrize(
@@ -244,16 +246,16 @@ def test_filter_by_class_and_split(client, query, files):
         ("?split=test", "Unknown split &#39;test&#39;: choose train or valid."),
     ],
 )
-def test_unknown_filter_gets_400_saying_what_to_choose(client, query, message):
-    response = client.get(f"/{query}")
+def test_unknown_filter_gets_400_saying_what_to_choose(review_client, query, message):
+    response = review_client.get(f"/{query}")
     assert response.status_code == 400
     assert message in response.text
 
 
 @pytest.mark.parametrize(("page", "files"), [(1, TOP_FILES[:4]), (2, TOP_FILES[4:]), (3, [])])
-def test_pages_split_long_lists(make_client, page, files):
-    client = make_client(REVIEW_PAGE_SIZE=4)
-    assert shown_files(client.get(f"/?page={page}").text) == files
+def test_pages_split_long_lists(make_review_client, page, files):
+    review_client = make_review_client(REVIEW_PAGE_SIZE=4)
+    assert shown_files(review_client.get(f"/?page={page}").text) == files
 
 
 # --- decisions and cleaned.csv -----------------------------------------------------------------
@@ -269,62 +271,62 @@ DECISIONS = [
 
 @pytest.mark.parametrize(("action", "label", "saved", "badge"), DECISIONS)
 def test_decision_rewrites_cleaned_csv_with_every_image(
-    client, data_dir, action, label, saved, badge
+    review_client, data_dir, action, label, saved, badge
 ):
-    assert decide(client, "mod/mod_0.jpg", action, label).status_code == 302
+    assert decide(review_client, "mod/mod_0.jpg", action, label).status_code == 302
     expected = {**STARTING_LABELS, "mod/mod_0.jpg": saved}
     assert read_cleaned(data_dir) == {f: lab for f, lab in expected.items() if lab is not None}
 
 
 @pytest.mark.parametrize(("action", "label", "saved", "badge"), DECISIONS)
-def test_reload_shows_decision_with_undo(client, action, label, saved, badge):
-    decide(client, "mod/mod_0.jpg", action, label)
-    mod_0 = card(client.get("/").text, "mod/mod_0.jpg")
+def test_reload_shows_decision_with_undo(review_client, action, label, saved, badge):
+    decide(review_client, "mod/mod_0.jpg", action, label)
+    mod_0 = card(review_client.get("/").text, "mod/mod_0.jpg")
     assert re.search(rf'class="badge [^"]*decision">\s*{badge}\s*</span>', mod_0)
     assert 'value="undo"' in mod_0
-    assert 'value="undo"' not in card(client.get("/").text, "mod/mod_1.jpg")
+    assert 'value="undo"' not in card(review_client.get("/").text, "mod/mod_1.jpg")
 
 
 @pytest.mark.parametrize(("action", "label", "saved", "badge"), DECISIONS)
-def test_undo_restores_starting_label(client, data_dir, action, label, saved, badge):
-    decide(client, "mod/mod_1.jpg", "relabel", "rocker")
-    decide(client, "mod/mod_0.jpg", action, label)
-    decide(client, "mod/mod_0.jpg", "undo")
+def test_undo_restores_starting_label(review_client, data_dir, action, label, saved, badge):
+    decide(review_client, "mod/mod_1.jpg", "relabel", "rocker")
+    decide(review_client, "mod/mod_0.jpg", action, label)
+    decide(review_client, "mod/mod_0.jpg", "undo")
     assert read_cleaned(data_dir) == {**STARTING_LABELS, "mod/mod_1.jpg": "rocker"}
-    assert "decision" not in card(client.get("/").text, "mod/mod_0.jpg")
+    assert "decision" not in card(review_client.get("/").text, "mod/mod_0.jpg")
 
 
-def test_later_decision_replaces_earlier_one(client, data_dir):
-    decide(client, "mod/mod_0.jpg", "delete")
-    decide(client, "mod/mod_0.jpg", "relabel", "rocker")
+def test_later_decision_replaces_earlier_one(review_client, data_dir):
+    decide(review_client, "mod/mod_0.jpg", "delete")
+    decide(review_client, "mod/mod_0.jpg", "relabel", "rocker")
     assert read_cleaned(data_dir) == {**STARTING_LABELS, "mod/mod_0.jpg": "rocker"}
 
 
-def test_decisions_and_undo_survive_a_restart(make_client, data_dir):
-    decide(make_client(), "mod/mod_0.jpg", "relabel", "rocker")
-    restarted = make_client()
+def test_decisions_and_undo_survive_a_restart(make_review_client, data_dir):
+    decide(make_review_client(), "mod/mod_0.jpg", "relabel", "rocker")
+    restarted = make_review_client()
     assert "Relabelled: rocker" in card(restarted.get("/").text, "mod/mod_0.jpg")
     # cleaned.csv now says rocker: the undo must still know the image started as mod
     decide(restarted, "mod/mod_0.jpg", "undo")
     assert read_cleaned(data_dir) == STARTING_LABELS
 
 
-def test_existing_cleaned_csv_gives_the_starting_labels(make_client, data_dir):
+def test_existing_cleaned_csv_gives_the_starting_labels(make_review_client, data_dir):
     earlier = {**STARTING_LABELS, "mod/mod_3.jpg": "rocker"}
     del earlier["rocker/rocker_3.jpg"]
     write_labels_csv(data_dir / "cleaned.csv", earlier)
-    client = make_client()
-    decide(client, "mod/mod_0.jpg", "keep")
+    review_client = make_review_client()
+    decide(review_client, "mod/mod_0.jpg", "keep")
     assert read_cleaned(data_dir) == earlier
 
 
-def test_decision_goes_back_to_the_same_filter_and_card(client):
-    response = decide(client, "mod/mod_1.jpg", "keep", query="?label=mod&split=train")
+def test_decision_goes_back_to_the_same_filter_and_card(review_client):
+    response = decide(review_client, "mod/mod_1.jpg", "keep", query="?label=mod&split=train")
     assert response.headers["Location"] == "/?label=mod&split=train#card-2"
 
 
-def test_failed_write_leaves_files_and_page_unchanged(client, data_dir, monkeypatch):
-    decide(client, "mod/mod_0.jpg", "delete")
+def test_failed_write_leaves_files_and_page_unchanged(review_client, data_dir, monkeypatch):
+    decide(review_client, "mod/mod_0.jpg", "delete")
     before = read_cleaned(data_dir)
 
     def full_disk(source, target):
@@ -332,10 +334,10 @@ def test_failed_write_leaves_files_and_page_unchanged(client, data_dir, monkeypa
 
     monkeypatch.setattr(atomic.os, "replace", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        decide(client, "mod/mod_1.jpg", "delete")
+        decide(review_client, "mod/mod_1.jpg", "delete")
     monkeypatch.undo()
     assert read_cleaned(data_dir) == before
-    assert "decision" not in card(client.get("/").text, "mod/mod_1.jpg")
+    assert "decision" not in card(review_client.get("/").text, "mod/mod_1.jpg")
     assert not [p for p in data_dir.iterdir() if p.suffix == ".tmp"]
 
 
@@ -350,8 +352,10 @@ def test_failed_write_leaves_files_and_page_unchanged(client, data_dir, monkeypa
     ],
     ids=["unknown class", "no class", "unknown action", "no action", "no file"],
 )
-def test_malformed_decision_gets_400_and_changes_nothing(client, data_dir, form):
-    response = client.post("/decide", data={"csrf_token": csrf_token(client), **form})
+def test_malformed_decision_gets_400_and_changes_nothing(review_client, data_dir, form):
+    response = review_client.post(
+        "/decide", data={"csrf_token": page_csrf_token(review_client), **form}
+    )
     assert response.status_code == 400
     assert not (data_dir / "cleaned.csv").exists()
 
@@ -359,8 +363,8 @@ def test_malformed_decision_gets_400_and_changes_nothing(client, data_dir, form)
 # --- paths and CSRF ------------------------------------------------------------------------------
 
 
-def test_image_route_serves_the_image_file(client, data_dir):
-    response = client.get("/image", query_string={"file": "rocker/rocker_3.jpg"})
+def test_image_route_serves_the_image_file(review_client, data_dir):
+    response = review_client.get("/image", query_string={"file": "rocker/rocker_3.jpg"})
     assert response.status_code == 200
     assert response.mimetype == "image/jpeg"
     assert response.data == (data_dir / "rocker/rocker_3.jpg").read_bytes()
@@ -384,22 +388,22 @@ BAD_PATHS = [
 
 
 @pytest.mark.parametrize("fname", BAD_PATHS)
-def test_image_route_refuses_paths_that_are_not_images_of_dir(client, fname):
-    response = client.get("/image", query_string={"file": fname})
+def test_image_route_refuses_paths_that_are_not_images_of_dir(review_client, fname):
+    response = review_client.get("/image", query_string={"file": fname})
     assert response.status_code == 400
     assert "not for the review page" not in response.text
 
 
 @pytest.mark.parametrize("fname", BAD_PATHS)
-def test_decision_refuses_paths_that_are_not_images_of_dir(client, data_dir, fname):
-    assert decide(client, fname, "delete").status_code == 400
+def test_decision_refuses_paths_that_are_not_images_of_dir(review_client, data_dir, fname):
+    assert decide(review_client, fname, "delete").status_code == 400
     assert not (data_dir / "cleaned.csv").exists()
 
 
-def test_image_behind_a_symlink_out_of_dir_gets_400(make_client, data_dir):
+def test_image_behind_a_symlink_out_of_dir_gets_400(make_review_client, data_dir):
     (data_dir / "mod" / "escape.jpg").symlink_to(data_dir.parent / "secret.txt")
-    client = make_client()
-    assert client.get("/image", query_string={"file": "mod/escape.jpg"}).status_code == 400
+    review_client = make_review_client()
+    assert review_client.get("/image", query_string={"file": "mod/escape.jpg"}).status_code == 400
 
 
 @pytest.mark.parametrize("token", [None, "forged-token"], ids=["missing", "forged"])
@@ -410,10 +414,10 @@ def test_image_behind_a_symlink_out_of_dir_gets_400(make_client, data_dir):
         ("/deletions", {"files": "rocker/rocker_0.jpg", "confirm": "y"}),
     ],
 )
-def test_form_without_a_valid_csrf_token_gets_400(client, data_dir, path, form, token):
-    decide(client, "rocker/rocker_0.jpg", "delete")
+def test_form_without_a_valid_csrf_token_gets_400(review_client, data_dir, path, form, token):
+    decide(review_client, "rocker/rocker_0.jpg", "delete")
     before = read_cleaned(data_dir)
-    response = client.post(path, data={**form, **({"csrf_token": token} if token else {})})
+    response = review_client.post(path, data={**form, **({"csrf_token": token} if token else {})})
     assert response.status_code == 400
     assert "Reload the page and try again." in response.text
     assert read_cleaned(data_dir) == before
@@ -423,65 +427,67 @@ def test_form_without_a_valid_csrf_token_gets_400(client, data_dir, path, form, 
 # --- apply deletions ---------------------------------------------------------------------------
 
 
-def test_deletion_page_lists_marked_files_all_ticked(client):
-    decide(client, "mod/mod_0.jpg", "delete")
-    decide(client, "rocker/rocker_0.jpg", "delete")
-    decide(client, "mod/mod_1.jpg", "relabel", "rocker")
-    assert 'href="/deletions">Apply deletions (2)' in client.get("/").text
-    page = client.get("/deletions").text
+def test_deletion_page_lists_marked_files_all_ticked(review_client):
+    decide(review_client, "mod/mod_0.jpg", "delete")
+    decide(review_client, "rocker/rocker_0.jpg", "delete")
+    decide(review_client, "mod/mod_1.jpg", "relabel", "rocker")
+    assert 'href="/deletions">Apply deletions (2)' in review_client.get("/").text
+    page = review_client.get("/deletions").text
     ticked = re.findall(r'name="files" value="([^"]+)"\s+id="[^"]+" checked', page)
     assert ticked == ["mod/mod_0.jpg", "rocker/rocker_0.jpg"]
     assert re.search(r'name="confirm" value="y" id="confirm" required', page)
 
 
-def apply_deletions(client, files: list[str], confirm: bool = True):
+def apply_deletions(review_client, files: list[str], confirm: bool = True):
     """Submit the confirmation form for `files`."""
-    form = {"csrf_token": csrf_token(client), "files": files}
-    return client.post("/deletions", data={**form, **({"confirm": "y"} if confirm else {})})
+    form = {"csrf_token": page_csrf_token(review_client), "files": files}
+    return review_client.post("/deletions", data={**form, **({"confirm": "y"} if confirm else {})})
 
 
-def test_apply_deletions_without_confirmation_deletes_nothing(client, data_dir):
-    decide(client, "mod/mod_0.jpg", "delete")
-    response = apply_deletions(client, ["mod/mod_0.jpg"], confirm=False)
+def test_apply_deletions_without_confirmation_deletes_nothing(review_client, data_dir):
+    decide(review_client, "mod/mod_0.jpg", "delete")
+    response = apply_deletions(review_client, ["mod/mod_0.jpg"], confirm=False)
     assert response.status_code == 400
     assert "Tick the box to confirm the deletion." in response.text
     assert (data_dir / "mod/mod_0.jpg").exists()
 
 
-def test_apply_deletions_deletes_only_the_chosen_files(client, data_dir):
-    decide(client, "mod/mod_0.jpg", "delete")
-    decide(client, "rocker/rocker_0.jpg", "delete")
-    decide(client, "mod/mod_1.jpg", "relabel", "rocker")
-    response = apply_deletions(client, ["mod/mod_0.jpg"])
+def test_apply_deletions_deletes_only_the_chosen_files(review_client, data_dir):
+    decide(review_client, "mod/mod_0.jpg", "delete")
+    decide(review_client, "rocker/rocker_0.jpg", "delete")
+    decide(review_client, "mod/mod_1.jpg", "relabel", "rocker")
+    response = apply_deletions(review_client, ["mod/mod_0.jpg"])
     assert response.status_code == 302
     remaining = {p.relative_to(data_dir).as_posix() for p in data_dir.glob("*/*.jpg")}
     assert remaining == set(STARTING_LABELS) - {"mod/mod_0.jpg"}
     expected = {**STARTING_LABELS, "mod/mod_1.jpg": "rocker"}
     del expected["mod/mod_0.jpg"], expected["rocker/rocker_0.jpg"]
     assert read_cleaned(data_dir) == expected
-    page = client.get("/").text
+    page = review_client.get("/").text
     assert "Deleted 1 file(s)" in page
     assert "mod/mod_0.jpg" not in shown_files(page)
     assert "Marked for deletion" in card(page, "rocker/rocker_0.jpg")
 
 
 @pytest.mark.parametrize("fname", ["mod/mod_1.jpg", "../secret.txt"], ids=["unmarked", "outside"])
-def test_apply_deletions_refuses_files_not_marked(client, data_dir, fname):
-    decide(client, "mod/mod_0.jpg", "delete")
-    assert apply_deletions(client, [fname]).status_code == 400
+def test_apply_deletions_refuses_files_not_marked(review_client, data_dir, fname):
+    decide(review_client, "mod/mod_0.jpg", "delete")
+    assert apply_deletions(review_client, [fname]).status_code == 400
     assert (data_dir / fname).exists()
     assert (data_dir / "mod/mod_0.jpg").exists()
 
 
-def test_apply_deletions_never_leaves_dir_even_when_decisions_file_says_so(make_client, data_dir):
+def test_apply_deletions_never_leaves_dir_even_when_decisions_file_says_so(
+    make_review_client, data_dir
+):
     saved = {
         "format": 1,
         "start_labels": STARTING_LABELS,
         "decisions": {"mod/mod_0.jpg": {"action": "delete"}, "../secret.txt": {"action": "delete"}},
     }
     (data_dir / "review_decisions.json").write_text(json.dumps(saved))
-    client = make_client()
-    assert apply_deletions(client, ["mod/mod_0.jpg", "../secret.txt"]).status_code == 400
+    review_client = make_review_client()
+    assert apply_deletions(review_client, ["mod/mod_0.jpg", "../secret.txt"]).status_code == 400
     assert (data_dir.parent / "secret.txt").exists()
     assert (data_dir / "mod/mod_0.jpg").exists()
 

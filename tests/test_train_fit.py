@@ -65,6 +65,8 @@ CARD_TYPES = {
     "demo": bool,
     "data": str,
     "reports": dict,
+    "processes": int,
+    "precision": str,
 }
 
 
@@ -163,6 +165,7 @@ def test_model_card_has_every_field_of_the_convention(fitted):
     assert card["epochs"] == {"frozen": 4, "unfrozen": 0}
     assert card["learning_rates"] == {"frozen": 3e-3, "unfrozen": None}
     assert card["demo"] is False and card["name"] == "data" and card["data"] == str(fitted.data)
+    assert (card["processes"], card["precision"]) == (1, "fp32")
     created = datetime.fromisoformat(card["created"])
     assert created.utcoffset() == timedelta(0)
 

@@ -21,8 +21,12 @@ from typing import TYPE_CHECKING
 
 from training.errors import InputError
 
+NOT_SURE = "not sure"  # training/predict.py's folder for unsure files (a test keeps them equal)
+
 if TYPE_CHECKING:
     from training.fit import DataOptions, FitResult
+    from training.predict import Summary
+    from training.shards import Shard
 
 # the fast, pure-Python parts load here; fastai and torch load inside the handlers so that
 # `--help` and argument errors answer at once
@@ -188,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: LR/200:LR/2, as fine_tune)",
     )
     fit.add_argument("--name", help="the model's name on its card (default: the data folder's)")
+    fit.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="bf16 or fp16: mixed precision on a GPU, faster and lighter (default: fp32)",
+    )
     fit.set_defaults(handler=run_fit)
 
     demo = commands.add_parser(
@@ -209,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=run_demo)
 
+    _add_predict(commands)
+
     review = commands.add_parser(
         "review",
         parents=[reports],
@@ -219,6 +231,80 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--port", type=int, default=5001, help="port on 127.0.0.1 (default 5001)")
     review.set_defaults(handler=run_review)
     return parser
+
+
+def _add_predict(commands) -> None:
+    """`predict`: classify files with an export, the app's way, into a CSV."""
+    predict = commands.add_parser(
+        "predict",
+        help="classify a folder or files with an exported model into a CSV",
+        description="Classify every image under each FOLDER (and each FILE) with an exported "
+        "model, the way the app does (its decoding, the learner's transforms, batches), into a "
+        "CSV: file, label, confidence, each class's probability, and the reason a file could "
+        "not be classified. Run the same command again to go on after an interruption. "
+        "SEAFRONT_* settings apply as they do to the app.",
+    )
+    predict.add_argument(
+        "paths", nargs="*", type=Path, metavar="FOLDER|FILE", help="what to classify"
+    )
+    predict.add_argument(
+        "--files-from",
+        type=Path,
+        metavar="LIST",
+        help="a text file naming more files, one a line (- reads standard input)",
+    )
+    predict.add_argument(
+        "--model",
+        type=Path,
+        default=Path(os.environ.get("SEAFRONT_MODEL_PATH", "models/export.pkl")),
+        metavar="PKL",
+        help="the export to classify with (default: models/export.pkl, or SEAFRONT_MODEL_PATH)",
+    )
+    predict.add_argument(
+        "--out",
+        type=Path,
+        metavar="CSV",
+        help="the predictions file, written as it goes and continued when it exists "
+        "(default: predictions.csv; with --shard I/N, predictions.shard-I-of-N.csv)",
+    )
+    predict.add_argument(
+        "--sort-into",
+        type=Path,
+        metavar="DIR",
+        help="also put each file into DIR/<label>/ (a hard link, or a copy across file systems)",
+    )
+    predict.add_argument(
+        "--copy", action="store_true", help="with --sort-into: copy the files instead of linking"
+    )
+    predict.add_argument(
+        "--min-confidence",
+        metavar="P",
+        help=f'with --sort-into: files predicted less surely than P (0-1) go into "DIR/'
+        f'{NOT_SURE}/" (default: 0, none)',
+    )
+    predict.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="classify only share I (0 to N-1) of N, chosen by a hash of each file's name, so "
+        "that N jobs split the files without talking to each other",
+    )
+    predict.add_argument(
+        "--batch-size",
+        type=positive_int,
+        metavar="N",
+        help="images per forward pass (default: SEAFRONT_MAX_BATCH_SIZE, 8)",
+    )
+    predict.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="files read and decoded at once (default: twice the batch size)",
+    )
+    predict.add_argument(
+        "--device",
+        help="auto, cpu, cuda or cuda:N (default: SEAFRONT_DEVICE, auto)",
+    )
+    predict.set_defaults(handler=run_predict)
 
 
 def _data_options() -> argparse.ArgumentParser:
@@ -248,8 +334,8 @@ def _data_options() -> argparse.ArgumentParser:
     data.add_argument(
         "--arch",
         default="resnet34",
-        help="torchvision architecture "
-        "(default: resnet34; also resnet18, resnet50, densenet121, ...)",
+        help="torchvision or timm architecture (default: resnet34; also resnet18, resnet50, "
+        "convnext_tiny, efficientnet_b0, ...; timm/NAME for timm's where both have NAME)",
     )
     data.add_argument(
         "--size",
@@ -297,12 +383,9 @@ def _data_options() -> argparse.ArgumentParser:
 def data_options(args: argparse.Namespace) -> DataOptions:
     """The `DataOptions` that `args` ask for."""
     from training.fit import DataOptions
-    from training.learner import ARCHITECTURES
+    from training.learner import architecture
 
-    if args.arch not in ARCHITECTURES:
-        raise InputError(
-            f"unknown architecture {args.arch!r}: choose one of {', '.join(sorted(ARCHITECTURES))}"
-        )
+    architecture(args.arch)  # an unknown name stops here, before any image is read
     return DataOptions(
         data=args.data,
         labels=args.labels,
@@ -370,8 +453,11 @@ def run_fit(args: argparse.Namespace) -> int:
         unfreeze_epochs=args.unfreeze_epochs,
         lr_max=args.lr_max,
         name=args.name,
+        precision=args.precision,
     )
-    _print_result(fit_and_export(options, fit))
+    result = fit_and_export(options, fit)
+    if result is not None:  # None: another process than the main one of accelerate launch
+        _print_result(result)
     return 0
 
 
@@ -402,9 +488,102 @@ def run_demo(args: argparse.Namespace) -> int:
         name="digits demo",
         demo=True,
     )
-    _print_result(fit_and_export(options, fit))
+    result = fit_and_export(options, fit)
+    assert result is not None  # one process: main() refuses accelerate launch for demo
+    _print_result(result)
     print(f"demo trained in {time.monotonic() - started:.0f} s")
     return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """`predict`: classify the files into a CSV, optionally sorted into folders by label."""
+    from training.shards import Shard
+
+    shard = Shard.parse(args.shard) if args.shard else Shard()
+    min_confidence = _min_confidence(args)
+    out = args.out or Path(f"predictions{shard.suffix()}.csv")
+    if out.is_dir():
+        raise InputError(
+            f"--out {out} is a folder: name the CSV file to write, e.g. {out}/predictions.csv"
+        )
+    if args.copy and args.sort_into is None:
+        raise InputError("--copy says how --sort-into sorts: add --sort-into DIR")
+    if args.sort_into is not None and args.sort_into.exists() and not args.sort_into.is_dir():
+        raise InputError(f"--sort-into {args.sort_into} is a file: name a folder to sort into")
+
+    from training.predict import app_config, list_files, predict, start_service
+
+    items = list_files(args.paths, args.files_from, skip=args.sort_into)
+    device = args.device or os.environ.get("SEAFRONT_DEVICE") or _quiet_auto_device()
+    config = app_config(
+        MODEL_PATH=args.model,
+        DEVICE=device,
+        MAX_BATCH_SIZE=args.batch_size,
+        MODEL_RELOAD_INTERVAL=0,  # one model for the whole run
+    )
+    service = start_service(config)
+    threads = args.threads or 2 * service.settings.max_batch_size
+    sorting = (args.sort_into, min_confidence, args.copy) if args.sort_into else None
+    try:
+        summary = predict(items, out, service, shard, sorting, threads)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: {out} keeps every file finished so far; run the same command again "
+            "to go on",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        service.stop()
+    _print_predictions(summary, out, args.sort_into, shard)
+    return 0
+
+
+def _min_confidence(args: argparse.Namespace) -> float:
+    """--min-confidence as a number from 0 to 1 (0 without it); InputError for misuse."""
+    if args.min_confidence is None:
+        return 0.0
+    if args.sort_into is None:
+        raise InputError(
+            f'--min-confidence sorts unsure files into "DIR/{NOT_SURE}/": add --sort-into DIR'
+        )
+    try:
+        value = float(args.min_confidence)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise InputError(
+            f"--min-confidence {args.min_confidence} is not a probability from 0 to 1, e.g. 0.8"
+        )
+    return value
+
+
+def _quiet_auto_device() -> str:
+    """`auto` where a GPU is visible (the app's rule then says why it cannot be used, if it
+    cannot), else `cpu`: a CPU machine needs no word about GPUs."""
+    import torch
+
+    return "auto" if torch.cuda.device_count() else "cpu"
+
+
+def _print_predictions(summary: Summary, out: Path, sort_into: Path | None, shard: Shard) -> None:
+    """What a predict run did, in three lines."""
+    done = summary.classified + summary.skipped
+    share = (
+        f" (shard {shard.index}/{shard.count}: {summary.total:,} files)" if shard.count > 1 else ""
+    )
+    already = f", {summary.already_done:,} done before" if summary.already_done else ""
+    print(
+        f"classified {done:,} files in {summary.seconds:.1f} s ({summary.rate:.1f} images/s)"
+        f"{share}{already}"
+    )
+    if summary.skipped:
+        print(f"{summary.skipped:,} of them have no label: the reason column says why")
+    if summary.labels:
+        where = f"sorted into {sort_into}" if sort_into else "labels"
+        counts = sorted(summary.labels.items())
+        print(f"{where}: " + ", ".join(f"{label} {n:,}" for label, n in counts))
+    print(f"predictions: {out}")
 
 
 def run_review(args: argparse.Namespace) -> int:
@@ -432,10 +611,24 @@ def _print_result(result: FitResult) -> None:
     print("next: python application.py")
 
 
+def _require_one_process(command: str) -> None:
+    """Refuse `command` under accelerate launch, which sets WORLD_SIZE: only fit trains across
+    processes, and N copies of another command would do the same work N times."""
+    processes = int(os.environ.get("WORLD_SIZE") or 1)
+    if processes > 1:
+        split = " (--shard I/N splits a folder between jobs)" if command == "predict" else ""
+        raise InputError(
+            f"only fit trains across processes, and {command} was started in {processes}: run "
+            f"`python train.py {command} ...` without accelerate launch{split}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; bad input prints one sentence on stderr and returns 2."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command != "fit":
+            _require_one_process(args.command)
         return args.handler(args)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)

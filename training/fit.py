@@ -23,7 +23,21 @@ from training.data import (
     images_from_labels,
     split_images,
 )
-from training.learner import build_learner, find_learning_rates, train_stages
+from training.distributed import (
+    across_processes,
+    check_precision,
+    continue_on_main_only,
+    join_processes,
+    process_count,
+    training_device,
+    use_precision,
+)
+from training.learner import (
+    architecture_name,
+    build_learner,
+    find_learning_rates,
+    train_stages,
+)
 from training.reports import Evaluation, LossCurves, save_figure, write_reports
 
 
@@ -56,6 +70,7 @@ class FitOptions:
     lr_max: tuple[float, float] | None = None
     name: str | None = None
     demo: bool = False
+    precision: str = "fp32"  # or bf16, fp16: fastai's mixed precision, on a GPU
 
 
 @dataclass
@@ -97,6 +112,7 @@ def lr_find(
     options: DataOptions, reports: Path, iterations: int = 100
 ) -> tuple[dict[str, float], Path]:
     """Run fastai's learning-rate finder; return its suggestions and the plot's path."""
+    training_device()
     # lr_find saves and restores the weights under learn.path/models: keep that out of
     # the user's folders
     with tempfile.TemporaryDirectory() as scratch:
@@ -105,14 +121,27 @@ def lr_find(
     return suggestions, save_figure(reports / "lr_find.png")
 
 
-def fit_and_export(options: DataOptions, fit: FitOptions) -> FitResult:
-    """Train, export models/export.pkl, write the reports, then the model card."""
+def fit_and_export(options: DataOptions, fit: FitOptions) -> FitResult | None:
+    """Train, export models/export.pkl, write the reports, then the model card.
+
+    Under `accelerate launch` every process trains and only the main one writes anything; the
+    others return None.
+    """
+    device = training_device()
+    check_precision(fit.precision, device)
+    processes = process_count()
+    join_processes(device)
     with tempfile.TemporaryDirectory() as scratch:
         prepared = _prepare(options, Path(scratch))
         learn = prepared.learner
+        use_precision(learn, fit.precision)
         lr_max = fit.lr_max or (fit.lr / 200, fit.lr / 2)  # fine_tune's own choice
         curves = LossCurves(learn, stages=2 if fit.unfreeze_epochs else 1)
-        train_stages(learn, fit.epochs, fit.lr, fit.unfreeze_epochs, lr_max, curves.add)
+        with across_processes(learn):
+            train_stages(learn, fit.epochs, fit.lr, fit.unfreeze_epochs, lr_max, curves.add)
+        learn.to_fp32()  # the export serves in whatever precision the app chooses
+    if not continue_on_main_only():
+        return None
     losses_plot = curves.save(fit.reports / "losses.png")
     evaluation, report_paths = write_reports(learn, prepared.images, prepared.split, fit.reports)
     report_paths["losses"] = str(losses_plot)
@@ -122,6 +151,7 @@ def fit_and_export(options: DataOptions, fit: FitOptions) -> FitResult:
     # a running app never reads half a file: the export appears in one step
     replace_atomically(export_path, lambda partial: learn.export(partial.absolute()))
     card = _model_card(options, fit, prepared, evaluation, report_paths, lr_max, export_path)
+    card.processes, card.precision = processes, fit.precision
     written = write_card(export_path, card)
     return FitResult(learn, card, export_path, written)
 
@@ -138,7 +168,7 @@ def _model_card(
     return ModelCard(
         name=fit.name or options.data.absolute().name,
         classes=[str(label) for label in prepared.learner.dls.vocab],
-        architecture=options.arch,
+        architecture=architecture_name(options.arch),
         pretrained=options.pretrained,
         image_size=options.size,
         train_count=len(prepared.split.train),

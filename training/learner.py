@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from http.client import HTTPException
 from pathlib import Path
@@ -21,6 +22,40 @@ from training.errors import InputError
 ARCHITECTURES = {
     arch.__name__: arch for arch in model_meta if arch.__module__.startswith("torchvision")
 }
+# `--arch timm/resnet18` picks timm's resnet18 where torchvision has one of the same name (the
+# Hugging Face Hub names timm's models so, e.g. timm/convnext_tiny.fb_in22k)
+TIMM_PREFIX = "timm/"
+
+
+def architecture(name: str) -> Callable | str:
+    """What `vision_learner` takes for `--arch name`: a torchvision function, or a timm name.
+
+    fastai builds a timm model when it is given a string, as the course's lesson 3 does with
+    `vision_learner(dls, 'convnext_tiny')`. A torchvision name means torchvision's model; any
+    other name, or one written `timm/NAME`, means timm's (a pretrained tag such as
+    `convnext_tiny.fb_in22k` is allowed). Raises InputError for a name neither knows.
+    """
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name]
+    import timm  # only for timm architectures: it takes a second to import
+
+    timm_name = name.removeprefix(TIMM_PREFIX)
+    if timm.is_model(timm_name):
+        return timm_name
+    known = [*ARCHITECTURES, *timm.list_models()]
+    close = difflib.get_close_matches(timm_name, known, n=3)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    raise InputError(
+        f"unknown architecture {name!r}{hint}: use a torchvision one such as resnet34, or a timm "
+        "one such as convnext_tiny (`python -c 'import timm; print(timm.list_models())'` lists "
+        "them; timm/NAME picks timm's where both have NAME)"
+    )
+
+
+def architecture_name(name: str) -> str:
+    """How the model card names `--arch name`: torchvision's names as they are, timm/NAME."""
+    chosen = architecture(name)
+    return name if callable(chosen) else TIMM_PREFIX + chosen
 
 
 class PretrainedWeightsError(InputError):
@@ -34,23 +69,35 @@ def weights_cache() -> Path:
 
 def build_learner(dls: DataLoaders, arch: str, pretrained: bool, path: Path) -> Learner:
     """A `vision_learner` for `arch` reporting accuracy and error rate, saving under `path`."""
+    chosen = architecture(arch)
     try:
         return vision_learner(
-            dls,
-            ARCHITECTURES[arch],
-            pretrained=pretrained,
-            metrics=[accuracy, error_rate],
-            path=path,
+            dls, chosen, pretrained=pretrained, metrics=[accuracy, error_rate], path=path
         )
     except (URLError, HTTPException, OSError) as error:
         if not pretrained:
             raise
+        if isinstance(chosen, str):
+            raise PretrainedWeightsError(_timm_weights_advice(chosen, error)) from None
         weights_file = get_model_weights(arch).DEFAULT.url.rsplit("/", 1)[-1]
         reason = getattr(error, "reason", error)
         raise PretrainedWeightsError(
             f"could not download the pretrained {arch} weights ({reason}): put {weights_file} "
             f"into {weights_cache()} by hand, or train from scratch with --no-pretrained"
         ) from None
+
+
+def _timm_weights_advice(name: str, error: Exception) -> str:
+    """What to do when timm could not fetch `name`'s weights from the Hugging Face Hub."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    # the hub's own message is several sentences; its first says enough
+    reason = str(error).split(". ")[0].strip().rstrip(".") or type(error).__name__
+    return (
+        f"could not download the pretrained timm {name} weights from the Hugging Face Hub "
+        f"({reason}): run the same command once with internet access, which keeps them in "
+        f"{HF_HUB_CACHE}, or train from scratch with --no-pretrained"
+    )
 
 
 def find_learning_rates(learn: Learner, iterations: int = 100) -> dict[str, float]:

@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import create_app, server
 
+    server.freeze_garbage_collector()  # the master's imports too: it exits in a moment, not 7 s
+
     # the workers build the app from the environment, so the flags travel through it
     for setting in FLAGGED:
         value = getattr(args, setting.key.lower())

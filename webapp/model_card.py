@@ -1,35 +1,30 @@
-"""/model: the model card (models/export.json beside export.pkl) and its confusion matrix.
+"""/model: the loaded model's card (models/export.json beside export.pkl) and its confusion
+matrix.
 
-The classes always come from the loaded model; the card adds what training recorded. Without a
-card, or without the reports, the page says so and shows what it can.
+The classes always come from the loaded model; the card adds what training recorded. The card
+shown is the one the service judged when it loaded the model (classifier/integrity.py): a card
+that describes another file is stale, left out, and the page says why. Without a card, or without
+the reports, the page says so and shows what it can.
 """
 
 from __future__ import annotations
 
-import logging
+import io
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, render_template, send_file
 
-from formats.modelcard import CardError, ModelCard, card_path, read_card
+from formats.modelcard import ModelCard, card_path
+from formats.regular import RefusedFileError, read_regular_file
 
 from .service import get_service
 
-log = logging.getLogger(__name__)
 bp = Blueprint("model_card", __name__)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MATRIX_MAX_BYTES = 20 << 20  # matplotlib's PNG is tens of kB
 
 
-def _card(model_path: Path) -> ModelCard | None:
-    """The card beside the model, or None (an unreadable card is logged and left out)."""
-    try:
-        return read_card(model_path)
-    except CardError as error:
-        log.warning("Ignoring the model card: %s", error)
-        return None
-
-
-def confusion_matrix_file(card: ModelCard | None, model_path: Path) -> Path | None:
+def confusion_matrix_png(card: ModelCard | None, model_path: Path) -> bytes | None:
     """The card's confusion matrix PNG when it is there, else None.
 
     The card names it relative to the folder train.py ran in (`reports/confusion_matrix.png`),
@@ -51,11 +46,11 @@ def confusion_matrix_file(card: ModelCard | None, model_path: Path) -> Path | No
     )
     for candidate in candidates:
         try:
-            with candidate.open("rb") as file:
-                if file.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE:
-                    return candidate
-        except OSError:
+            data, _ = read_regular_file(candidate, MATRIX_MAX_BYTES)  # never a FIFO or a device
+        except (OSError, RefusedFileError):
             continue
+        if data.startswith(PNG_SIGNATURE):
+            return data
     return None
 
 
@@ -63,15 +58,16 @@ def confusion_matrix_file(card: ModelCard | None, model_path: Path) -> Path | No
 def page():
     """The model card page."""
     service = get_service()
-    card = _card(service.path)
-    stale = bool(card and card.classes and service.loaded and card.classes != service.classes)
+    card = service.card
+    # a card without a sha256 cannot be checked against the file; other classes give it away
+    stale = bool(card and card.classes and card.classes != service.classes)
     return render_template(
         "model.html",
         service=service,
         card=card,
         stale=stale,
         card_name=card_path(service.path).name,
-        has_matrix=confusion_matrix_file(card, service.path) is not None,
+        has_matrix=confusion_matrix_png(card, service.path) is not None,
     )
 
 
@@ -79,7 +75,7 @@ def page():
 def confusion_matrix():
     """The confusion matrix PNG that the model card names; 404 when there is none."""
     service = get_service()
-    path = confusion_matrix_file(_card(service.path), service.path)
-    if path is None:
+    data = confusion_matrix_png(service.card, service.path)
+    if data is None:
         abort(404)
-    return send_file(path, mimetype="image/png", max_age=60)
+    return send_file(io.BytesIO(data), mimetype="image/png", max_age=60)

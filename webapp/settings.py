@@ -14,6 +14,7 @@ from typing import Any
 
 ENV_PREFIX = "SEAFRONT"
 MB = 1024 * 1024
+GB = 1024 * MB
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,12 @@ SETTINGS: tuple[Setting, ...] = (
         "MODEL_RELOAD_INTERVAL",
         1.0,
         "seconds between looks for a replaced model file (picked up without a restart); `0`: never",
+    ),
+    Setting(
+        "MODEL_MAX_BYTES",
+        2 * GB,
+        "largest model file in bytes (2 GB); a larger one, or anything but a regular file, is "
+        "refused unread",
     ),
     Setting("MAX_BATCH_SIZE", 8, "most images in one forward pass (see Performance)"),
     Setting(
