@@ -11,6 +11,7 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Generic, TypeVar
 
 from .errors import DeadlineExceededError
+from .observer import ServiceObserver
 
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
@@ -63,8 +64,10 @@ class DynamicBatcher(Generic[Item, Result]):
         max_batch_size: int = 8,
         max_wait_s: float = 0.0,
         name: str = "batcher",
+        observer: ServiceObserver | None = None,
     ):
         self._run_batch = run_batch
+        self._observer = observer or ServiceObserver()
         self.max_batch_size = max(1, max_batch_size)
         self.max_wait_s = max(0.0, max_wait_s)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -88,6 +91,7 @@ class DynamicBatcher(Generic[Item, Result]):
             self._pending += 1
             self._peak = max(self._peak, self._pending)
             self._queue.put(_Job(item, future, deadline))
+            self._observer.queue_depth(self._pending)
         return future
 
     def submit_many(self, items: list[Item], deadline: float | None = None) -> Future:
@@ -195,11 +199,13 @@ class DynamicBatcher(Generic[Item, Result]):
             if not isinstance(job.item, _Call):
                 with self._lock:
                     self._pending -= 1
+                    self._observer.queue_depth(self._pending)
             return False
         return True
 
     def _run(self, jobs: list[_Job]) -> None:
         """Run one batch; if it fails, run its items one by one so one bad item fails alone."""
+        started = time.perf_counter()
         try:
             results = self._run_batch([job.item for job in jobs])  # type: ignore[misc]
         except Exception as error:  # isolate the failing item below
@@ -210,6 +216,7 @@ class DynamicBatcher(Generic[Item, Result]):
             for job in jobs:
                 self._run([job])
             return
+        self._observer.batch_ran(len(jobs), time.perf_counter() - started)
         for job, result in zip(jobs, results, strict=True):
             self._answer(job, result)
 
@@ -233,6 +240,7 @@ class DynamicBatcher(Generic[Item, Result]):
         if counted:
             with self._lock:
                 self._pending -= 1
+                self._observer.queue_depth(self._pending)
         try:
             if error is None:
                 job.future.set_result(result)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from formats.modelcard import sha256_of_bytes
 from formats.regular import dangling_link
 
 from .batcher import BatcherClosedError, DynamicBatcher
@@ -23,6 +24,7 @@ from .errors import DeadlineExceededError, ExplainError, NoModelError
 from .explain import Explainer, Explanation, why_not_explainable
 from .integrity import CardCheck, FileState, read_checked
 from .loading import load_export
+from .observer import ServiceObserver
 from .precision import choose_precision, precision_name
 from .predictor import Classifier, Prediction
 from .reload import ModelFileWatch
@@ -73,8 +75,14 @@ class ServiceSettings:
 class ModelService:
     """Owns the loaded Classifier and its batcher; every method is safe from many threads."""
 
-    def __init__(self, settings: ServiceSettings, query: CudaQuery | None = None):
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        query: CudaQuery | None = None,
+        observer: ServiceObserver | None = None,
+    ):
         self.settings = settings
+        self.observer = observer or ServiceObserver()  # metrics, when the web layer wires them
         self.path = Path(settings.model_path)
         self.device = choose_device(settings.device, query).device
         self.precision = choose_precision(settings.precision, self.device, query)
@@ -130,7 +138,11 @@ class ModelService:
             self._start_watching()
             return
         started = time.perf_counter()
-        self._loaded, self._card = self._load()
+        try:
+            self._loaded, self._card = self._load()
+        except Exception:
+            self.observer.model_load_failed(reload=False)
+            raise
         self._log_card_problem()
         log.info(
             "Loaded %s in %.2f s: classes %s, device %s, batches of up to %d",
@@ -182,7 +194,10 @@ class ModelService:
         learner = load_export(self.path, checked.data)
         classifier = Classifier(learner, self.device, self.path, self.precision)
         batcher = DynamicBatcher(
-            classifier.predict_batch, self.settings.max_batch_size, self.settings.max_wait_ms / 1000
+            classifier.predict_batch,
+            self.settings.max_batch_size,
+            self.settings.max_wait_ms / 1000,
+            observer=self.observer,
         )
         try:
             # on the batcher's thread, like every other torch computation (see its `call`)
@@ -195,6 +210,7 @@ class ModelService:
         except BaseException:
             batcher.close()
             raise
+        self.observer.model_loaded(sha256_of_bytes(checked.data), reload=self._loaded is not None)
         return (classifier, batcher), checked.card
 
     def _reload(self, state: FileState) -> None:
@@ -206,6 +222,7 @@ class ModelService:
             kept = "Kept serving the previous model" if self._loaded else "Still serving no model"
             log.error("%s: the new %s could not be loaded. %s", kept, self.path, error)
             self.load_problem = str(error)
+            self.observer.model_load_failed(reload=True)
             self._watch.served(state)
             return
         if self._stopped:
@@ -267,7 +284,10 @@ class ModelService:
         """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
         classifier, _ = self._require_model()
         draft_size = (at_least or classifier.draft_size) if self.settings.draft_decode else None
-        return decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
+        started = time.perf_counter()
+        image = decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
+        self.observer.decoded(time.perf_counter() - started)
+        return image
 
     @property
     def explainable(self) -> bool:

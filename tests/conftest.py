@@ -22,7 +22,7 @@ from PIL import Image
 from webapp import create_app
 
 from .imagemaker import CLASSES, encode, make_picture
-from .support import RENAMED_CLASSES, LiveServer, read_csrf_token
+from .support import RENAMED_CLASSES, LiveServer, RedisServer, read_csrf_token
 from .tinymodel import train_tiny_model, write_dataset
 
 # hypothesis keeps its examples and caches in .hypothesis/ in the working folder; the tests
@@ -138,6 +138,25 @@ def live_server(model_path, tmp_path_factory) -> Iterator[LiveServer]:
         yield server.wait_ready()
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    """Debian's redis-server on 127.0.0.1, for the tests of shared state (emptied by each user)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """The session's Redis, emptied for this test."""
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    return redis_server.url
 
 
 # --- a second model, for hot reload ---------------------------------------------------------

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import math
 import os
+import shutil
 import socket
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from .settings import SETTINGS, Setting
+from .settings import SETTINGS, Setting, from_env
 
 FLAGGED: tuple[Setting, ...] = tuple(setting for setting in SETTINGS if setting.flag)
 
@@ -90,15 +96,60 @@ def main(argv: list[str] | None = None) -> int:
             value = Path(value).resolve()  # a path typed or set by the user: from where they are
         os.environ[setting.env] = str(value)
     server.configure_logging()
-    server.serve(
-        create_app,
-        {
-            "bind": f"{args.host}:{args.port}",
-            "workers": args.workers,
-            "threads": args.threads,
-            "read_timeout": float(args.read_timeout),
-            "timeout": 120,
-            "graceful_timeout": 10,
-        },
-    )
+    with metrics_folder():
+        server.serve(
+            create_app,
+            {
+                "bind": f"{args.host}:{args.port}",
+                "workers": args.workers,
+                "threads": args.threads,
+                "read_timeout": float(args.read_timeout),
+                "timeout": 120,
+                **fleet_options(),
+            },
+        )
     return 0
+
+
+# gunicorn's default access line, and the request id the app echoes (webapp/requestlog.py)
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+ACCESS_LOG_FORMAT = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
+)
+
+
+def fleet_options() -> dict[str, Any]:
+    """gunicorn's options from the settings its master reads: shutting down, logs, metrics."""
+    from . import server
+
+    drain_seconds = float(from_env("DRAIN_SECONDS"))
+    access = str(from_env("ACCESS_LOG")).strip().lower()
+    options: dict[str, Any] = {
+        "drain_seconds": drain_seconds,
+        # the master waits this long for the workers after SIGTERM, the drain included
+        "graceful_timeout": math.ceil(drain_seconds + float(from_env("GRACEFUL_TIMEOUT"))),
+        # `json` is written by the app itself, with the request id (webapp/requestlog.py)
+        "accesslog": "-" if access == "text" else None,
+        "access_log_format": ACCESS_LOG_FORMAT,
+    }
+    port = int(from_env("METRICS_PORT"))
+    if from_env("METRICS") and port:
+        options["when_ready"] = server.metrics_on_port(port)
+    return options
+
+
+@contextlib.contextmanager
+def metrics_folder() -> Iterator[None]:
+    """A fresh PROMETHEUS_MULTIPROC_DIR for the workers' metrics, set before they fork and
+    removed afterwards (figures left from an earlier run would be counted again)."""
+    folder = tempfile.mkdtemp(prefix="seafront-metrics-")
+    before = os.environ.get(MULTIPROC_DIR)
+    os.environ[MULTIPROC_DIR] = folder
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if before is None:
+            os.environ.pop(MULTIPROC_DIR, None)
+        else:
+            os.environ[MULTIPROC_DIR] = before

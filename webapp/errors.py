@@ -42,6 +42,10 @@ class ServingRefusedError(RuntimeError):
     with the sentence that says how to start it instead."""
 
 
+class StoreUnavailableError(RuntimeError):
+    """The shared store (Redis) did not answer in time; the message says what still works."""
+
+
 # the first class in an error's MRO that is listed here gives its status
 STATUSES: dict[type[Exception], int] = {
     ImageTooLargeError: 413,
@@ -51,6 +55,7 @@ STATUSES: dict[type[Exception], int] = {
     ServingRefusedError: 500,
     ExplainError: 501,
     NoModelError: 503,
+    StoreUnavailableError: 503,
     DeadlineExceededError: 504,
 }
 HANDLED = tuple(STATUSES)

@@ -61,6 +61,7 @@ MODEL_ERRORS = {
     ),
     "503": _error("No model is installed yet."),
     "504": _error("The model did not answer within SEAFRONT_REQUEST_TIMEOUT."),
+    "429": _error("Too many photos from this address (SEAFRONT_RATE_LIMIT)."),
 }
 
 SPEC: dict = {
@@ -171,6 +172,26 @@ SPEC: dict = {
                 },
             },
         },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: a warm model, and not draining",
+                "responses": {
+                    "200": {
+                        "description": "Send this server requests.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}
+                        },
+                    },
+                    "503": {
+                        "description": "Do not: no model is loaded, or it is shutting down.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}
+                        },
+                    },
+                },
+            },
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -186,6 +207,11 @@ SPEC: dict = {
     },
     "components": {
         "schemas": {
+            "Ready": {
+                "type": "object",
+                "required": ["ready"],
+                "properties": {"ready": {"type": "boolean"}, "reason": {"type": "string"}},
+            },
             "Prediction": {
                 "type": "object",
                 "required": ["label", "confidence", "probabilities", "sure", "device"],
