@@ -94,6 +94,24 @@ class DynamicBatcher(Generic[Item, Result]):
             self._observer.queue_depth(self._pending)
         return future
 
+    def submit_many(self, items: list[Item], deadline: float | None = None) -> Future:
+        """Queue several items at once, so they share forward passes (as many as fit in
+        `max_batch_size`); one Future gets their results in order, or the first exception.
+
+        They are queued under the lock that `_collect` takes, so the batch that starts with
+        the first of them finds the others already queued. Cancelling the Future drops those
+        still queued.
+        """
+        futures: list[Future] = [Future() for _ in items]
+        with self._lock:
+            if self._closed:
+                raise BatcherClosedError("the model is being replaced; send the request again")
+            self._pending += len(items)
+            self._peak = max(self._peak, self._pending)
+            for item, future in zip(items, futures, strict=True):
+                self._queue.put(_Job(item, future, deadline))
+        return _gathered(futures)
+
     def call(
         self, function: Callable[[], CallResult], deadline: float | None = None
     ) -> Future[CallResult]:
@@ -230,3 +248,40 @@ class DynamicBatcher(Generic[Item, Result]):
                 job.future.set_exception(error)
         except InvalidStateError:  # an expired job its caller cancelled meanwhile
             pass
+
+
+def _gathered(futures: list[Future]) -> Future:
+    """One Future of the results of `futures`, in order (or of the first exception among them);
+    cancelling it cancels them."""
+    gathered: Future = Future()
+    if not futures:
+        gathered.set_result([])
+        return gathered
+    remaining = [len(futures)]
+    lock = threading.Lock()
+
+    def settle(_: Future) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0] or gathered.done():
+                return
+        failed = [f for f in futures if not f.cancelled() and f.exception() is not None]
+        try:
+            if failed:
+                gathered.set_exception(failed[0].exception())
+            elif any(f.cancelled() for f in futures):
+                gathered.cancel()
+            else:
+                gathered.set_result([f.result() for f in futures])
+        except InvalidStateError:  # cancelled by its caller meanwhile
+            pass
+
+    def cancel_all(outer: Future) -> None:
+        if outer.cancelled():
+            for future in futures:
+                future.cancel()
+
+    gathered.add_done_callback(cancel_all)
+    for future in futures:
+        future.add_done_callback(settle)
+    return gathered

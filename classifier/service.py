@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -19,8 +20,8 @@ from formats.regular import dangling_link
 from .batcher import BatcherClosedError, DynamicBatcher
 from .decode import decode_image
 from .device import CudaQuery, choose_device
-from .errors import DeadlineExceededError, NoModelError
-from .explain import Explainer, Explanation, explained_layer
+from .errors import DeadlineExceededError, ExplainError, NoModelError
+from .explain import Explainer, Explanation, why_not_explainable
 from .integrity import CardCheck, FileState, read_checked
 from .loading import load_export
 from .observer import ServiceObserver
@@ -94,6 +95,8 @@ class ModelService:
         self._stopping = threading.Event()
         self._stopped = False
         self._explainer: Explainer | None = None
+        # why "why?" cannot work for a loaded classifier ('' when it can), measured at load
+        self._why_not: weakref.WeakKeyDictionary[Classifier, str] = weakref.WeakKeyDictionary()
 
     @property
     def classifier(self) -> Classifier | None:
@@ -201,6 +204,9 @@ class ModelService:
             batcher.call(lambda: warm_up(classifier, self.settings.max_batch_size)).result(
                 timeout=WARM_UP_TIMEOUT_S
             )
+            self._why_not[classifier] = batcher.call(
+                lambda: why_not_explainable(classifier)
+            ).result(timeout=WARM_UP_TIMEOUT_S)
         except BaseException:
             batcher.close()
             raise
@@ -266,6 +272,14 @@ class ModelService:
             )
         )
 
+    def predict_images(self, images: list[Image.Image]) -> list[Prediction]:
+        """Predict several decoded RGB images, queued together so they share forward passes."""
+        return self._on_loaded_model(
+            lambda classifier, batcher, deadline: batcher.submit_many(
+                [classifier.preprocess(image) for image in images], deadline
+            )
+        )
+
     def decode(self, data: bytes, at_least: int | None = None) -> Image.Image:
         """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
         classifier, _ = self._require_model()
@@ -277,9 +291,15 @@ class ModelService:
 
     @property
     def explainable(self) -> bool:
-        """True when a model is loaded and "why?" can show where it looked (it has a conv layer)."""
+        """True when a model is loaded and "why?" can show where it looked."""
+        return self.classifier is not None and not self.why_not_explainable
+
+    @property
+    def why_not_explainable(self) -> str:
+        """Why "why?" cannot show where the loaded model looked (no conv layer, or its last
+        feature map is too coarse), or '' when it can or no model is loaded."""
         classifier = self.classifier
-        return classifier is not None and explained_layer(classifier.model) is not None
+        return self._why_not.get(classifier, "") if classifier is not None else ""
 
     def explain_image(self, image: Image.Image, label: str) -> Explanation:
         """Grad-CAM for `label` on a decoded image (raises ExplainError).
@@ -287,6 +307,8 @@ class ModelService:
         It runs on the batcher's thread between batches, so that the process keeps one OpenMP
         thread team (see DynamicBatcher.call).
         """
+        if self.why_not_explainable:
+            raise ExplainError(self.why_not_explainable)
         return self._on_loaded_model(
             lambda classifier, batcher, deadline: batcher.call(
                 lambda: self._explainer_for(classifier).explain(image, label), deadline

@@ -173,3 +173,31 @@ def renamed_model_path(tiny_learner, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("renamed_model") / "export.pkl"
     learner.export(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def coarse_model_path(tiny_learner, tmp_path_factory) -> Path:
+    """The tiny model exported again to take 8 px photos: its last conv map is only 2x2."""
+    from fastai.learner import load_learner
+
+    learner = load_learner(Path(tiny_learner.dls.path).parent / "export.pkl")
+    for transform in learner.dls.valid.after_item.fs:
+        if hasattr(transform, "size"):
+            transform.size = (8, 8)
+    path = tmp_path_factory.mktemp("coarse_model") / "export.pkl"
+    learner.export(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def examples_model_path(model_path, tmp_path_factory) -> Path:
+    """A copy of the tiny model with two example photos per class saved beside it."""
+    from formats.examples import write_examples
+
+    path = tmp_path_factory.mktemp("examples_model") / "export.pkl"
+    shutil.copyfile(model_path, path)
+    rng = np.random.default_rng(77)
+    write_examples(
+        path, {label: [make_picture(label, rng, (120, 90)) for _ in range(2)] for label in CLASSES}
+    )
+    return path

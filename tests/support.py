@@ -14,13 +14,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import numpy as np
 import requests
 from PIL import Image
 
 from webapp import settings
+
+from .imagemaker import encode, make_picture
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_PIXELS: int = settings.default("MAX_PIXELS")
@@ -190,6 +195,82 @@ def image_src(html: str, css_class: str) -> str | None:
     assert tag, f"no <img class={css_class!r}> in the page"
     src = re.search(r'src="([^"]+)"', tag.group(0))
     return src.group(1) if src else None
+
+
+# --- the page in a real browser --------------------------------------------------------------
+
+# the app's own policy (webapp/security.py), laid over every page by the tests' route: inline
+# script or style would show up as a console error
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data: blob:; connect-src 'self'; form-action 'self'; "
+    "base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
+)
+DESKTOP = {"width": 1000, "height": 900}
+
+
+@dataclass
+class Watched:
+    """A page whose every request and console error is recorded."""
+
+    page: Any
+    requests: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        """Nothing was asked of another host, nothing was refused by the CSP, no script error."""
+        assert self.requests, "the route saw no requests"
+        assert self.foreign == []
+        assert self.problems == []
+
+
+def open_watched(browser, base_url: str, path: str, csp: str, **options) -> tuple[Any, Watched]:
+    """A fresh browser context with `base_url + path` open and watched: requests to any other
+    host fail, each page is served under `csp`, console errors are recorded."""
+    context = browser.new_context(**({"viewport": DESKTOP} | options))
+    page = context.new_page()
+    watched = Watched(page)
+    host = urlsplit(base_url).netloc
+
+    def route(route):
+        request = route.request
+        watched.requests.append(request.url)
+        if urlsplit(request.url).netloc != host:
+            watched.foreign.append(request.url)
+            route.abort()
+        elif request.resource_type == "document" and request.method == "GET":
+            response = route.fetch(max_redirects=0)
+            route.fulfill(
+                response=response, headers={**response.headers, "content-security-policy": csp}
+            )
+        else:
+            route.continue_()
+
+    page.route("**/*", route)
+    page.on(
+        "console",
+        lambda message: message.type == "error" and watched.problems.append(message.text),
+    )
+    page.on("pageerror", lambda error: watched.problems.append(str(error)))
+    page.goto(base_url + path)
+    return context, watched
+
+
+def picture_png(label: str, size=(320, 240), seed: int = 5) -> bytes:
+    """A photo of class `label` for the tiny model, as PNG bytes."""
+    return encode(make_picture(label, np.random.default_rng(seed), size))
+
+
+def natural_size(locator) -> tuple[int, int]:
+    """The loaded size of an <img>, (0, 0) when it shows nothing."""
+    return tuple(locator.evaluate("image => [image.naturalWidth, image.naturalHeight]"))
+
+
+def classify(page) -> None:
+    """Press Classify and wait for the result card the script fills in."""
+    page.get_by_role("button", name="Classify").click()
+    page.locator("#result .result-label").filter(has_text="o").wait_for()
 
 
 # --- a fake torch.cuda ------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def test_the_page_without_javascript_works_end_to_end_across_both_replicas(fleet
     assert image_src(page, "result-photo").startswith("data:image/jpeg;base64,")
     form = {"csrf_token": hidden_value(page, "csrf_token"), "result": hidden_value(page, "result")}
     why = seen(session.post(f"{url}/why", data=form, allow_redirects=False, timeout=30))
-    assert why.status_code == 302 and why.headers["Location"] == "/#why"
+    assert why.status_code == 302 and why.headers["Location"] == f"/#why-{form['result']}"
     page = seen(session.get(f"{url}/", timeout=30)).text
     assert (image_src(page, "result-heatmap") or "").startswith("data:image/jpeg;base64,")
     said = session.post(

@@ -24,7 +24,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from . import (
         classify,
         errors,
+        examples,
         explain,
+        favicon,
         feedback,
         health,
         metrics,
@@ -37,6 +39,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         secret,
         security,
         service,
+        wording,
     )
 
     config = config or {}
@@ -64,9 +67,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     metrics.init_app(app)  # before the model, which reports to it
     service.init_app(app)
     result_store.init_app(app)
+    wording.init_app(app)
     for blueprint in (
         classify.bp,
         classify.api,
+        examples.bp,
+        favicon.bp,
         health.bp,
         explain.bp,
         feedback.bp,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import math
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,9 +40,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def port_problem(host: str, port: int) -> str:
+    """Why gunicorn could not listen on `host`:`port`, as a sentence, or '' when it can.
+
+    Tried the way gunicorn binds (SO_REUSEADDR), so a port held only by closing connections
+    passes, as it would for gunicorn. Otherwise gunicorn retries a busy port five times and
+    exits saying "Connection in use" without suggesting another port.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as error:
+        return f"Cannot listen on {host!r} ({error}): use --host 127.0.0.1, or 0.0.0.0 for all."
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            return (
+                f"Port {port} on {host} is already in use by another program (on a Mac, "
+                f"AirPlay Receiver takes port 5000): start on another one, e.g. "
+                f"`python application.py --port {port + 1}`."
+            )
+        if error.errno == errno.EACCES:
+            return (
+                f"Port {port} needs administrator rights (ports below 1024 do): use a port "
+                f"from 1024 up, e.g. `--port 5000`."
+            )
+        return f"Cannot listen on {host}:{port} ({error.strerror}): check --host and --port."
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve with gunicorn (one process per worker, threads inside each)."""
     args = parse_args(argv)
+    # before anything slow is imported, so a busy port is said at once
+    problem = port_problem(args.host, args.port)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     # gunicorn and the app are imported only now, so that --help answers at once. The model
     # layer (torch, fastai) is imported here in gunicorn's master, before the fork, so that a
     # worker (or its replacement after a crash) starts in a second instead of importing torch

@@ -34,4 +34,4 @@ def why():
     except (ExplainError, NoModelError) as error:
         flash(str(error), "warning")
     show_next(result)
-    return redirect(url_for("classify.index", _anchor="why"))
+    return redirect(url_for("classify.index", _anchor=f"why-{result.id}"))

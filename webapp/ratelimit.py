@@ -18,7 +18,7 @@ import math
 import time
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -28,7 +28,20 @@ from .redis_client import get_pool
 
 EXTENSION = "seafront.limiter"
 # the views that take a photo (or the kept one) and make the model work
-LIMITED = ("classify.index", "api.predict", "explain.why", "feedback.feedback")
+LIMITED = (
+    "classify.index",
+    "api.predict",
+    "api.predict_several",
+    "examples.classify",
+    "explain.why",
+    "feedback.feedback",
+)
+
+
+def photos_sent() -> int:
+    """What a request costs against the limit: one per photo it carries (several at once
+    count each), at least one."""
+    return max(1, len(request.files.getlist("files")), len(request.files.getlist("file")))
 
 
 def trust_proxies(app: Flask) -> None:
@@ -56,7 +69,7 @@ def init_app(app: Flask) -> None:
         swallow_errors=True,
         in_memory_fallback_enabled=True,
     )
-    shared = limiter.shared_limit(limit, scope="photos", methods=["POST"])
+    shared = limiter.shared_limit(limit, scope="photos", methods=["POST"], cost=photos_sent)
     for endpoint in LIMITED:
         view: Any = app.view_functions[endpoint]
         app.view_functions[endpoint] = shared(view)

@@ -26,12 +26,14 @@ from flask import Flask, current_app, flash, session
 
 from .errors import StoreUnavailableError
 from .redis_client import Unreachable, get_pool
-from .results import Bar, Result
+from .results import YOUR_PHOTO, Bar, Result
 
 EXTENSION = "seafront.results"
 SESSION_IDS = "result_ids"  # the user's recent results, newest last
-SESSION_SHOW = "result_show"  # the result the next page view shows
-IDS_PER_SESSION = 8
+SESSION_SHOW = "result_show"  # the results the next page view shows
+SESSION_GROUP = "result_group"  # the results of the last upload, shown together
+# enough for a few uploads of several photos; each id costs the session cookie 25 bytes
+IDS_PER_SESSION = 32
 GONE = (
     "That photo is no longer kept in memory (results are kept for a few minutes): "
     "upload it again, then press the button."
@@ -165,6 +167,10 @@ def _meta(result: Result) -> str:
             "thumbnail": result.thumbnail,
             "heatmap": result.heatmap,
             "feedback": result.feedback,
+            "sure": result.sure,
+            "sentence": result.sentence,
+            "caption": result.caption,
+            "error": result.error,
             "created": result.created,
         }
     )
@@ -182,6 +188,10 @@ def _from_meta(result_id: str, meta: bytes, photo: bytes) -> Result:
         photo=photo,
         heatmap=fields["heatmap"],
         feedback=fields["feedback"],
+        sure=fields.get("sure", True),
+        sentence=fields.get("sentence", ""),
+        caption=fields.get("caption", YOUR_PHOTO),
+        error=fields.get("error", ""),
         id=result_id,
         created=fields["created"],
     )
@@ -205,26 +215,31 @@ def _store() -> Store:
     return current_app.extensions[EXTENSION]
 
 
-def remember(result: Result) -> None:
-    """Keep `result` for this session, and show it on the next page view."""
+def remember(results: list[Result]) -> None:
+    """Keep `results` (the photos of one upload) for this session; show them on the next view."""
     try:
-        _store().put(result)
+        for result in results:
+            _store().put(result)
     except StoreUnavailableError as error:
         flash(str(error), "warning")
         return
-    ids = [*session.get(SESSION_IDS, []), result.id][-IDS_PER_SESSION:]
-    session[SESSION_IDS] = ids
-    session[SESSION_SHOW] = result.id
+    ids = [result.id for result in results]
+    kept = max(IDS_PER_SESSION, int(current_app.config["MAX_FILES"]))  # one upload's at least
+    session[SESSION_IDS] = [*session.get(SESSION_IDS, []), *ids][-kept:]
+    session[SESSION_GROUP] = ids
+    session[SESSION_SHOW] = ids
 
 
 def show_next(result: Result) -> None:
-    """Show `result` (again, as changed by a click) on the next page view."""
+    """Show `result` (again, as changed by a click) on the next page view, with the photos
+    sent together with it."""
     try:
         _store().update(result)
     except StoreUnavailableError as error:
         flash(str(error), "warning")
         return
-    session[SESSION_SHOW] = result.id
+    group = session.get(SESSION_GROUP, [])
+    session[SESSION_SHOW] = group if result.id in group else [result.id]
 
 
 def recall(result_id: str | None) -> Result | None:
@@ -235,10 +250,13 @@ def recall(result_id: str | None) -> Result | None:
     return _store().get(result_id)
 
 
-def take_shown() -> Result | None:
-    """The result to show on this page view, once (a reload shows the empty form again)."""
+def take_shown() -> list[Result]:
+    """The results to show on this page view, once (a reload shows the empty form again)."""
+    shown = session.pop(SESSION_SHOW, None) or []
+    if isinstance(shown, str):  # a session cookie from before several photos at once
+        shown = [shown]
     try:
-        return recall(session.pop(SESSION_SHOW, None))
+        return [result for result in map(recall, shown) if result is not None]
     except StoreUnavailableError as error:
         flash(str(error), "warning")
-        return None
+        return []

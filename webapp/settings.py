@@ -61,9 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
         "the fastai export to serve; the default is the app's own `models/export.pkl`",
         flag="--model",
     ),
-    Setting(
-        "DEVICE", "auto", "`auto`, `cpu`, `cuda` or `cuda:N` (see GPU server)", flag="--device"
-    ),
+    Setting("DEVICE", "auto", "`auto`, `cpu`, `cuda` or `cuda:N`; see GPU server", flag="--device"),
     Setting(
         "WORKERS",
         1,
@@ -93,6 +91,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SESSION_COOKIE_SECURE", False, "set `true` behind HTTPS"),
     Setting("MAX_CONTENT_LENGTH", 20 * MB, "largest upload in bytes (20 MB); above it: 413"),
     Setting("MAX_PIXELS", 50_000_000, "largest image in pixels (decompression bombs): 413"),
+    Setting(
+        "MAX_FILES",
+        10,
+        "most photos classified at once (the page's several photos, `/api/predict/several`); "
+        "more: 400. Together they must fit in MAX_CONTENT_LENGTH",
+    ),
+    Setting(
+        "MIN_CONFIDENCE",
+        0.0,
+        "below this probability for the likeliest class the page says the model is not sure "
+        'instead of naming a class, and the API answers `"sure": false`; `0`: off '
+        "(see Not sure)",
+    ),
     Setting(
         "REQUEST_TIMEOUT",
         60.0,

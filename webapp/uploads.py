@@ -37,6 +37,17 @@ def read_image_bytes() -> bytes:
     )
 
 
+def read_image_list() -> list[bytes]:
+    """The images of multipart field `files`, one part per photo, in the order sent."""
+    uploads = request.files.getlist("files")
+    if not uploads:
+        raise NoFileError(
+            "No photos were sent: post each one as a multipart `files` part (one photo alone "
+            "may also go to /api/predict as `file`)."
+        )
+    return [upload.read() for upload in uploads]
+
+
 def keep_upload(data: bytes) -> Path | None:
     """Save `data` under the uploads folder with a generated name, when KEEP_UPLOADS is on."""
     if not current_app.config["KEEP_UPLOADS"]:
