@@ -11,6 +11,7 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Generic, TypeVar
 
 from .errors import DeadlineExceededError
+from .observer import ServiceObserver
 
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
@@ -63,8 +64,10 @@ class DynamicBatcher(Generic[Item, Result]):
         max_batch_size: int = 8,
         max_wait_s: float = 0.0,
         name: str = "batcher",
+        observer: ServiceObserver | None = None,
     ):
         self._run_batch = run_batch
+        self._observer = observer or ServiceObserver()
         self.max_batch_size = max(1, max_batch_size)
         self.max_wait_s = max(0.0, max_wait_s)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -88,7 +91,26 @@ class DynamicBatcher(Generic[Item, Result]):
             self._pending += 1
             self._peak = max(self._peak, self._pending)
             self._queue.put(_Job(item, future, deadline))
+            self._observer.queue_depth(self._pending)
         return future
+
+    def submit_many(self, items: list[Item], deadline: float | None = None) -> Future:
+        """Queue several items at once, so they share forward passes (as many as fit in
+        `max_batch_size`); one Future gets their results in order, or the first exception.
+
+        They are queued under the lock that `_collect` takes, so the batch that starts with
+        the first of them finds the others already queued. Cancelling the Future drops those
+        still queued.
+        """
+        futures: list[Future] = [Future() for _ in items]
+        with self._lock:
+            if self._closed:
+                raise BatcherClosedError("the model is being replaced; send the request again")
+            self._pending += len(items)
+            self._peak = max(self._peak, self._pending)
+            for item, future in zip(items, futures, strict=True):
+                self._queue.put(_Job(item, future, deadline))
+        return _gathered(futures)
 
     def call(
         self, function: Callable[[], CallResult], deadline: float | None = None
@@ -177,11 +199,13 @@ class DynamicBatcher(Generic[Item, Result]):
             if not isinstance(job.item, _Call):
                 with self._lock:
                     self._pending -= 1
+                    self._observer.queue_depth(self._pending)
             return False
         return True
 
     def _run(self, jobs: list[_Job]) -> None:
         """Run one batch; if it fails, run its items one by one so one bad item fails alone."""
+        started = time.perf_counter()
         try:
             results = self._run_batch([job.item for job in jobs])  # type: ignore[misc]
         except Exception as error:  # isolate the failing item below
@@ -192,6 +216,7 @@ class DynamicBatcher(Generic[Item, Result]):
             for job in jobs:
                 self._run([job])
             return
+        self._observer.batch_ran(len(jobs), time.perf_counter() - started)
         for job, result in zip(jobs, results, strict=True):
             self._answer(job, result)
 
@@ -215,6 +240,7 @@ class DynamicBatcher(Generic[Item, Result]):
         if counted:
             with self._lock:
                 self._pending -= 1
+                self._observer.queue_depth(self._pending)
         try:
             if error is None:
                 job.future.set_result(result)
@@ -222,3 +248,40 @@ class DynamicBatcher(Generic[Item, Result]):
                 job.future.set_exception(error)
         except InvalidStateError:  # an expired job its caller cancelled meanwhile
             pass
+
+
+def _gathered(futures: list[Future]) -> Future:
+    """One Future of the results of `futures`, in order (or of the first exception among them);
+    cancelling it cancels them."""
+    gathered: Future = Future()
+    if not futures:
+        gathered.set_result([])
+        return gathered
+    remaining = [len(futures)]
+    lock = threading.Lock()
+
+    def settle(_: Future) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0] or gathered.done():
+                return
+        failed = [f for f in futures if not f.cancelled() and f.exception() is not None]
+        try:
+            if failed:
+                gathered.set_exception(failed[0].exception())
+            elif any(f.cancelled() for f in futures):
+                gathered.cancel()
+            else:
+                gathered.set_result([f.result() for f in futures])
+        except InvalidStateError:  # cancelled by its caller meanwhile
+            pass
+
+    def cancel_all(outer: Future) -> None:
+        if outer.cancelled():
+            for future in futures:
+                future.cancel()
+
+    gathered.add_done_callback(cancel_all)
+    for future in futures:
+        future.add_done_callback(settle)
+    return gathered

@@ -98,6 +98,11 @@ def choose_device(requested: str = "auto", query: CudaQuery | None = None) -> De
     count = query.device_count()
     if count == 0:
         reason = "no CUDA GPU is visible to torch (no GPU, or no NVIDIA driver)"
+        if requested == "auto":
+            # the usual case on a laptop or a small server, where the README says no GPU is
+            # needed: worth a line in the log, not a warning
+            log.info("Using the CPU: %s", reason)
+            return DeviceChoice(torch.device("cpu"), reason)
     elif index >= count:
         reason = f"there is no GPU {index}: torch sees {count} GPU(s)"
     else:

@@ -29,6 +29,13 @@ HEAT_OPACITY = 0.6
 UNSEEN_BRIGHTNESS = 0.35  # the parts the model's crop cut off are dimmed
 
 
+# Grad-CAM's map has the last convolution's resolution: 1x1 is one flat colour over the photo,
+# 2x2 or 3x3 a few blocks that say little; from 4x4 on it picks out a part of the photo
+MIN_MAP_SIDE = 4
+NO_CONV_LAYER = (
+    "This model has no convolutional layer (nn.Conv2d) whose map it classifies, so it cannot "
+    "show where it looked; the prediction itself is unaffected."
+)
 # the layers fastai's create_head starts with when the body's output is a spatial map
 POOLING = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, AdaptiveConcatPool2d)
 
@@ -57,6 +64,44 @@ def explained_layer(model: nn.Module) -> nn.Module | None:
         if isinstance(first, POOLING) and last_conv_layer(body) is not None:
             return body
     return last_conv_layer(model)
+
+
+def feature_map_size(classifier: Classifier) -> tuple[int, int] | None:
+    """(height, width) of the map Grad-CAM weighs (`explained_layer`) at the model's input size.
+
+    Runs one forward pass: call it where the model's other torch work runs (the batcher thread).
+    """
+    model = getattr(classifier.model, "_orig_mod", classifier.model)
+    layer = explained_layer(model)
+    if layer is None:
+        return None
+    shapes: list[tuple[int, int]] = []
+    handle = layer.register_forward_hook(
+        lambda module, args, output: shapes.append((output.shape[-2], output.shape[-1]))
+    )
+    try:
+        with torch.inference_mode():
+            model(classifier.prepare_batch([classifier.preprocess(Image.new("RGB", (64, 64)))]))
+    finally:
+        handle.remove()
+    return shapes[-1] if shapes else None
+
+
+def why_not_explainable(classifier: Classifier) -> str:
+    """Why Grad-CAM cannot show where this model looked, as a sentence, or '' when it can."""
+    if explained_layer(classifier.model) is None:
+        return NO_CONV_LAYER
+    size = feature_map_size(classifier)
+    if size is None or min(size) >= MIN_MAP_SIDE:
+        return ""
+    height, width = size
+    seen = f" of its {classifier.input_size} px input" if classifier.input_size else ""
+    return (
+        f"This model's last feature map sees only a {height}x{width} grid{seen}, too "
+        f"coarse to show where it looked (that needs at least {MIN_MAP_SIDE}x{MIN_MAP_SIDE}): "
+        "train it on larger images (`python train.py fit --size 128`, say) to get a heat map; "
+        "the prediction itself is unaffected."
+    )
 
 
 def grad_cam(model: nn.Module, inputs: torch.Tensor, target: int, layer: nn.Module) -> torch.Tensor:
@@ -180,10 +225,7 @@ class Explainer:
     def explain(self, image: Image.Image, label: str) -> Explanation:
         """Where the model looked in RGB `image` for class `label` (ExplainError without a conv)."""
         if self._layer is None:
-            raise ExplainError(
-                "This model has no convolutional layer (nn.Conv2d) whose map it classifies, so "
-                "it cannot show where it looked; the prediction itself is unaffected."
-            )
+            raise ExplainError(NO_CONV_LAYER)
         target = self.classifier.classes.index(label)
         item = self.classifier.preprocess(image)
         with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from formats.modelcard import sha256_of_bytes
 from formats.regular import dangling_link
 
 from .agreement import check_images
@@ -20,10 +22,11 @@ from .backend import Choice, candidates, choose_runtime, resolve_backends, serve
 from .batcher import BatcherClosedError, DynamicBatcher
 from .decode import decode_image
 from .device import CudaQuery, choose_device
-from .errors import DeadlineExceededError, NoModelError
-from .explain import Explainer, Explanation, explained_layer
+from .errors import DeadlineExceededError, ExplainError, NoModelError
+from .explain import Explainer, Explanation, why_not_explainable
 from .integrity import CardCheck, FileState, read_checked
 from .loading import load_export
+from .observer import ServiceObserver
 from .precision import choose_precision
 from .predictor import Classifier, Prediction
 from .reload import ModelFileWatch
@@ -75,8 +78,14 @@ class ServiceSettings:
 class ModelService:
     """Owns the loaded Classifier and its batcher; every method is safe from many threads."""
 
-    def __init__(self, settings: ServiceSettings, query: CudaQuery | None = None):
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        query: CudaQuery | None = None,
+        observer: ServiceObserver | None = None,
+    ):
         self.settings = settings
+        self.observer = observer or ServiceObserver()  # metrics, when the web layer wires them
         self.path = Path(settings.model_path)
         self.device = choose_device(settings.device, query).device
         self.precision = choose_precision(settings.precision, self.device, query)
@@ -96,6 +105,8 @@ class ModelService:
         self._stopping = threading.Event()
         self._stopped = False
         self._explainer: Explainer | None = None
+        # why "why?" cannot work for a loaded classifier ('' when it can), measured at load
+        self._why_not: weakref.WeakKeyDictionary[Classifier, str] = weakref.WeakKeyDictionary()
 
     @property
     def classifier(self) -> Classifier | None:
@@ -139,7 +150,11 @@ class ModelService:
             self._start_watching()
             return
         started = time.perf_counter()
-        self._loaded, self._card = self._load()
+        try:
+            self._loaded, self._card = self._load()
+        except Exception:
+            self.observer.model_load_failed(reload=False)
+            raise
         self._log_card_problem()
         log.info(
             "Loaded %s in %.2f s: classes %s, device %s, batches of up to %d",
@@ -191,16 +206,23 @@ class ModelService:
         learner = load_export(self.path, checked.data)
         classifier = Classifier(learner, self.device, self.path, self.precision)
         batcher = DynamicBatcher(
-            classifier.predict_batch, self.settings.max_batch_size, self.settings.max_wait_ms / 1000
+            classifier.predict_batch,
+            self.settings.max_batch_size,
+            self.settings.max_wait_ms / 1000,
+            observer=self.observer,
         )
         try:
             # on the batcher's thread, like every other torch computation (see its `call`)
             self.choice = batcher.call(lambda: self._prepare(classifier)).result(
                 timeout=WARM_UP_TIMEOUT_S
             )
+            self._why_not[classifier] = batcher.call(
+                lambda: why_not_explainable(classifier)
+            ).result(timeout=WARM_UP_TIMEOUT_S)
         except BaseException:
             batcher.close()
             raise
+        self.observer.model_loaded(sha256_of_bytes(checked.data), reload=self._loaded is not None)
         return (classifier, batcher), checked.card
 
     def _prepare(self, classifier: Classifier) -> Choice:
@@ -224,6 +246,7 @@ class ModelService:
             kept = "Kept serving the previous model" if self._loaded else "Still serving no model"
             log.error("%s: the new %s could not be loaded. %s", kept, self.path, error)
             self.load_problem = str(error)
+            self.observer.model_load_failed(reload=True)
             self._watch.served(state)
             return
         if self._stopped:
@@ -273,17 +296,34 @@ class ModelService:
             )
         )
 
+    def predict_images(self, images: list[Image.Image]) -> list[Prediction]:
+        """Predict several decoded RGB images, queued together so they share forward passes."""
+        return self._on_loaded_model(
+            lambda classifier, batcher, deadline: batcher.submit_many(
+                [classifier.preprocess(image) for image in images], deadline
+            )
+        )
+
     def decode(self, data: bytes, at_least: int | None = None) -> Image.Image:
         """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
         classifier, _ = self._require_model()
         draft_size = (at_least or classifier.draft_size) if self.settings.draft_decode else None
-        return decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
+        started = time.perf_counter()
+        image = decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
+        self.observer.decoded(time.perf_counter() - started)
+        return image
 
     @property
     def explainable(self) -> bool:
-        """True when a model is loaded and "why?" can show where it looked (it has a conv layer)."""
+        """True when a model is loaded and "why?" can show where it looked."""
+        return self.classifier is not None and not self.why_not_explainable
+
+    @property
+    def why_not_explainable(self) -> str:
+        """Why "why?" cannot show where the loaded model looked (no conv layer, or its last
+        feature map is too coarse), or '' when it can or no model is loaded."""
         classifier = self.classifier
-        return classifier is not None and explained_layer(classifier.model) is not None
+        return self._why_not.get(classifier, "") if classifier is not None else ""
 
     def explain_image(self, image: Image.Image, label: str) -> Explanation:
         """Grad-CAM for `label` on a decoded image (raises ExplainError).
@@ -291,6 +331,8 @@ class ModelService:
         It runs on the batcher's thread between batches, so that the process keeps one OpenMP
         thread team (see DynamicBatcher.call).
         """
+        if self.why_not_explainable:
+            raise ExplainError(self.why_not_explainable)
         return self._on_loaded_model(
             lambda classifier, batcher, deadline: batcher.call(
                 lambda: self._explainer_for(classifier).explain(image, label), deadline

@@ -47,6 +47,14 @@ def write_atomically(path: Path, data: bytes | str) -> Path:
     return replace_atomically(path, lambda temporary: temporary.write_bytes(payload))
 
 
+def move_atomically(source: Path, path: Path) -> Path:
+    """Rename the finished file `source` over `path` (same file system) in one step, durably."""
+    path = Path(path)
+    os.replace(source, path)
+    _sync_folder(path.parent)
+    return path
+
+
 def _sync_folder(folder: Path) -> None:
     """Flush the folder's entry for the renamed file, so that the rename survives a crash too."""
     try:

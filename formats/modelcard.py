@@ -50,6 +50,18 @@ class ModelCard:
     demo: bool | None = None
     data: str | None = None
     reports: dict[str, str] = field(default_factory=dict)
+    # how the model was made, so that it can be made again (cards before these fields lack them)
+    command: str | None = None  # the train.py command line as it was typed
+    seed: int | None = None
+    labels: str | None = None  # the --labels file, when there was one
+    extra: list[str] = field(default_factory=list)  # --extra folders (training images only)
+    augmentation: str | None = None  # in words, e.g. "none"
+    image_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> n
+    files_sha256: str | None = None  # fingerprint of the file list: split, label and path
+    lr_find: dict[str, float] = field(default_factory=dict)  # lr-find's suggestions by name
+    learning_rate_choice: str | None = None  # how learning_rates["frozen"] was chosen
+    training_seconds: float | None = None  # from reading the images to writing the export
+    versions: dict[str, str] = field(default_factory=dict)  # python, fastai, torch, ...
     processes: int | None = None  # that trained it together (accelerate launch); 1 alone
     precision: str | None = None  # of training: fp32, or bf16/fp16 mixed precision
 
@@ -82,9 +94,17 @@ class ModelCard:
         card.per_class_accuracy = {
             str(label): value
             for label, value in card.per_class_accuracy.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            if _is_number(value)
         }
         card.reports = {str(k): v for k, v in card.reports.items() if isinstance(v, str)}
+        card.extra = [folder for folder in card.extra if isinstance(folder, str)]
+        card.image_counts = {
+            str(split): {str(label): n for label, n in counts.items() if _is_count(n)}
+            for split, counts in card.image_counts.items()
+            if isinstance(counts, dict)
+        }
+        card.lr_find = {str(k): v for k, v in card.lr_find.items() if _is_number(v)}
+        card.versions = {str(k): v for k, v in card.versions.items() if isinstance(v, str)}
         if card.sha256:
             card.sha256 = card.sha256.strip().lower()
         return card
@@ -111,9 +131,30 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "demo": (bool,),
     "data": (str,),
     "reports": (dict,),
+    "command": (str,),
+    "seed": (int,),
+    "labels": (str,),
+    "extra": (list,),
+    "augmentation": (str,),
+    "image_counts": (dict,),
+    "files_sha256": (str,),
+    "lr_find": (dict,),
+    "learning_rate_choice": (str,),
+    "training_seconds": _NUMBER,
+    "versions": (dict,),
     "processes": (int,),
     "precision": (str,),
 }
+
+
+def _is_number(value: object) -> bool:
+    """A JSON number (true and false are not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: object) -> bool:
+    """A whole JSON number of at least 0."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def card_path(model_path: Path) -> Path:

@@ -1,7 +1,8 @@
-// The upload page, enhanced: choose, drop or paste a photo, preview it, classify it without
-// leaving the page, then "why?" and "Wrong? It is a ...". Without this script the page's plain
-// forms do the same work through post/redirect/get. No framework, no inline code: the page runs
-// under a Content-Security-Policy without 'unsafe-inline'.
+// The upload page, enhanced: choose, drop or paste photos (one or several), preview them,
+// classify them without leaving the page, or click an example; then "why?" and "Wrong? It is
+// a ..." on each result. Without this script the page's plain forms do the same work through
+// post/redirect/get. No framework, no inline code: the page runs under a
+// Content-Security-Policy without 'unsafe-inline'.
 (() => {
   "use strict";
 
@@ -13,6 +14,7 @@
   const cameraInput = document.getElementById("camera");
   const dropzone = document.getElementById("dropzone");
   const preview = document.getElementById("preview");
+  const previewImages = document.getElementById("preview-images");
   const previewImage = document.getElementById("preview-image");
   const previewName = document.getElementById("preview-name");
   const errorBox = document.getElementById("upload-error");
@@ -20,19 +22,44 @@
   const submitButton = document.getElementById("submit");
   const resultSection = document.getElementById("result");
   const template = document.getElementById("result-template");
+  const errorTemplate = document.getElementById("result-error-template");
+  const examplesForm = document.querySelector(".examples-form");
   const apiUrl = form.dataset.api;
+  const severalUrl = form.dataset.apiSeveral;
   const maxBytes = Number(form.dataset.maxBytes) || 0;
+  const maxFiles = Number(form.dataset.maxFiles) || 1;
+  const minConfidence = Number(form.dataset.minConfidence) || 0;
+  const ACCEPTED = "choose a JPEG, PNG, WebP, GIF, BMP or TIFF photo.";
 
-  let chosen = null; // the photo the next "Classify" sends
-  let previewUrl = null;
-  let resultFile = null; // the photo behind the result on screen, sent again by its buttons
+  let chosen = []; // the photos the next "Classify" sends
+  let rejection = ""; // why the last choice was refused: said again if Classify is pressed
+  let previewUrls = [];
+  let cardCount = 0;
+  const cardFiles = new WeakMap(); // a result card made here -> the photo behind it
 
   const percent = (probability) => `${(probability * 100).toFixed(1)}%`;
-  const megabytes = (bytes) => `${(bytes / 1048576).toFixed(1)} MB`;
+  // as the server writes sizes (webapp/errors.py): 20 MB, 500 kB, 900 bytes
+  function size(bytes) {
+    if (bytes >= 1048576) {
+      return `${Number((bytes / 1048576).toFixed(1))} MB`;
+    }
+    if (bytes >= 1024) {
+      return `${Math.round(bytes / 1024)} kB`;
+    }
+    return `${bytes} bytes`;
+  }
+  const nameOf = (file) => file.name || "pasted picture";
 
   function showError(message) {
     errorBox.textContent = message;
     errorBox.hidden = !message;
+  }
+
+  // the live region says what happened; once a result shows, it says the result's sentence
+  // to screen readers only, since the card shows it on screen
+  function say(text, { visible = true } = {}) {
+    status.textContent = text;
+    status.classList.toggle("visually-hidden", !visible);
   }
 
   function setBusy(button, busy) {
@@ -73,55 +100,121 @@
     return response.json();
   }
 
-  // --- choosing a photo ----------------------------------------------------------------------
+  function clearResults() {
+    resultSection.replaceChildren();
+    resultSection.hidden = true;
+  }
 
-  function choose(file, how) {
+  function clearPreview() {
+    previewUrls.forEach((url) => URL.revokeObjectURL(url));
+    previewUrls = [];
+    previewImages.querySelectorAll(".preview-extra").forEach((image) => image.remove());
+    previewImage.removeAttribute("src");
+    previewImage.hidden = false;
+    preview.hidden = true;
+  }
+
+  // --- choosing photos ----------------------------------------------------------------------
+
+  // why these files cannot be sent, or "" when they can
+  function refusal(files) {
+    if (files.length > maxFiles) {
+      return `You chose ${files.length} photos, and at most ${maxFiles} can be classified at ` +
+        "once: choose fewer.";
+    }
+    const notPicture = files.find((file) => file.type && !file.type.startsWith("image/"));
+    if (notPicture) {
+      const which = files.length === 1 ? "That file" : nameOf(notPicture);
+      return `${which} is not a picture (${notPicture.type}): ${ACCEPTED}`;
+    }
+    const total = files.reduce((sum, file) => sum + file.size, 0);
+    if (maxBytes && total > maxBytes) {
+      return files.length === 1 ?
+        `That photo is ${size(total)}, more than the limit of ${size(maxBytes)}: choose a ` +
+          "smaller one." :
+        `These ${files.length} photos are ${size(total)} in all, more than the limit of ` +
+          `${size(maxBytes)}: choose fewer or smaller ones.`;
+    }
+    return "";
+  }
+
+  function choose(fileList, how) {
+    const files = Array.from(fileList || []);
     showError("");
-    if (!file) {
+    if (!files.length) {
       return;
     }
-    if (file.type && !file.type.startsWith("image/")) {
-      showError(`That file is not a picture (${file.type}): choose a JPEG, PNG, WebP, GIF, ` +
-                "BMP or TIFF photo.");
+    // whatever was on screen belongs to earlier photos, not to these
+    clearResults();
+    clearPreview();
+    rejection = refusal(files);
+    if (rejection) {
+      chosen = [];
+      say("");
+      showError(rejection);
       return;
     }
-    if (maxBytes && file.size > maxBytes) {
-      showError(`That photo is ${megabytes(file.size)}, more than the limit of ` +
-                `${megabytes(maxBytes)}: choose a smaller one.`);
-      return;
-    }
-    chosen = file;
+    chosen = files;
     if (how !== "input") {
-      // show the dropped or pasted photo in the file field too, as if it had been chosen there
+      // show the dropped or pasted photos in the file field too, as if chosen there
       try {
         const transfer = new DataTransfer();
-        transfer.items.add(file);
+        files.forEach((file) => transfer.items.add(file));
         fileInput.files = transfer.files;
       } catch (ignored) {
         // older browsers: the preview below still shows what will be sent
       }
     }
-    if (previewUrl) {
-      URL.revokeObjectURL(previewUrl);
-    }
-    previewUrl = URL.createObjectURL(file);
-    previewImage.src = previewUrl;
-    const name = file.name || "pasted picture";
-    previewImage.alt = `Preview of ${name}`;
-    previewName.textContent = `${name}, ${megabytes(file.size)}: press Classify to send it.`;
-    preview.hidden = false;
-    status.textContent = `Photo ready: ${name}. Press Classify to send it.`;
+    showPreview(files);
   }
 
-  fileInput.addEventListener("change", () => choose(fileInput.files[0], "input"));
+  function showPreview(files) {
+    const several = files.length > 1;
+    previewImages.classList.toggle("several", several);
+    files.forEach((file, index) => {
+      const url = URL.createObjectURL(file);
+      previewUrls.push(url);
+      let image = previewImage;
+      if (index > 0) {
+        image = previewImage.cloneNode(false);
+        image.removeAttribute("id");
+        image.classList.add("preview-extra");
+        previewImages.append(image);
+      }
+      image.alt = `Preview of ${nameOf(file)}`;
+      image.src = url;
+    });
+    const total = files.reduce((sum, file) => sum + file.size, 0);
+    previewName.textContent = several ?
+      `${files.length} photos, ${size(total)} in all: press Classify to send them.` :
+      `${nameOf(files[0])}, ${size(total)}: press Classify to send it.`;
+    preview.hidden = false;
+    say(several ? `${files.length} photos ready. Press Classify to send them.` :
+      `Photo ready: ${nameOf(files[0])}. Press Classify to send it.`);
+  }
+
+  // a file the browser cannot show (a text file renamed .jpg, or a TIFF) gets no broken image
+  previewImages.addEventListener("error", (event) => {
+    const image = event.target;
+    if (!(image instanceof HTMLImageElement) || !image.getAttribute("src")) {
+      return;
+    }
+    image.hidden = true;
+    if (chosen.length === 1) {
+      previewName.textContent = `${nameOf(chosen[0])}, ${size(chosen[0].size)}: no preview (the ` +
+        "browser cannot show this file); press Classify and the server will check it.";
+    }
+  }, true);
+
+  fileInput.addEventListener("change", () => choose(fileInput.files, "input"));
   if (cameraInput) {
-    cameraInput.addEventListener("change", () => choose(cameraInput.files[0], "camera"));
+    cameraInput.addEventListener("change", () => choose(cameraInput.files, "camera"));
   }
 
   const carriesFiles = (event) => Boolean(event.dataTransfer) &&
     Array.from(event.dataTransfer.types || []).includes("Files");
 
-  // a photo dropped anywhere on the page is taken, not opened by the browser in its place
+  // photos dropped anywhere on the page are taken, not opened by the browser in its place
   ["dragenter", "dragover"].forEach((type) => {
     document.addEventListener(type, (event) => {
       if (carriesFiles(event)) {
@@ -140,28 +233,58 @@
     dropzone.classList.remove("dragover");
     if (carriesFiles(event)) {
       event.preventDefault();
-      choose(event.dataTransfer.files[0], "drop");
+      choose(event.dataTransfer.files, "drop");
     }
   });
 
   document.addEventListener("paste", (event) => {
     const files = Array.from((event.clipboardData && event.clipboardData.files) || []);
-    const picture = files.find((file) => file.type.startsWith("image/"));
-    if (picture) {
+    const pictures = files.filter((file) => file.type.startsWith("image/"));
+    if (pictures.length) {
       event.preventDefault();
-      choose(picture, "paste");
+      choose(pictures, "paste");
     }
   });
 
-  // --- classifying -----------------------------------------------------------------------------
+  // --- the result cards -----------------------------------------------------------------------
 
-  function fillResult(answer) {
-    const card = template.content.firstElementChild.cloneNode(true);
-    const photo = card.querySelector(".result-photo");
-    photo.src = answer.thumbnail;
-    card.querySelector(".result-label").textContent = answer.label;
-    const sentence = `That picture belongs to ${answer.label} ` +
-      `(${percent(answer.confidence)} confident)`;
+  // a clone of `source` whose ids (and the references to them) are its own
+  function cloneCard(source) {
+    const card = source.content.firstElementChild.cloneNode(true);
+    const key = `js${cardCount += 1}`;
+    card.querySelectorAll("*").forEach((element) => {
+      ["id", "for", "aria-labelledby", "aria-describedby"].forEach((name) => {
+        const value = element.getAttribute(name);
+        if (value) {
+          element.setAttribute(name, value.replaceAll("-template", `-${key}`));
+        }
+      });
+    });
+    const labelled = card.getAttribute("aria-labelledby");
+    if (labelled) {
+      card.setAttribute("aria-labelledby", labelled.replaceAll("-template", `-${key}`));
+    }
+    return card;
+  }
+
+  function resultSentence(answer) {
+    return answer.sure === false ?
+      `The model is not sure what this is: no class reaches the ${Math.round(minConfidence * 100)}% ` +
+        "it needs to name one." :
+      `That picture belongs to ${answer.label} (${percent(answer.confidence)} confident)`;
+  }
+
+  function fillResult(answer, caption) {
+    const card = cloneCard(template);
+    const sure = answer.sure !== false;
+    card.querySelector(".result-photo").src = answer.thumbnail;
+    card.querySelectorAll(".result-caption, .result-caption-text").forEach((element) => {
+      element.textContent = caption;
+    });
+    const label = card.querySelector(".result-label");
+    label.textContent = sure ? answer.label : "Not sure";
+    label.classList.toggle("result-unsure", !sure);
+    const sentence = resultSentence(answer);
     card.querySelector(".result-sentence").textContent = sentence;
     card.querySelectorAll(".result-why-label").forEach((element) => {
       element.textContent = answer.label;
@@ -175,8 +298,8 @@
     // most probable first; the template has a row for each of the top classes
     const ranked = Object.entries(answer.probabilities).sort((a, b) => b[1] - a[1]);
     card.querySelectorAll(".bar").forEach((row, index) => {
-      const [label, probability] = ranked[index];
-      row.querySelector(".bar-name").textContent = label;
+      const [name, probability] = ranked[index];
+      row.querySelector(".bar-name").textContent = name;
       const meter = row.querySelector(".bar-meter");
       meter.value = probability;
       meter.textContent = percent(probability);
@@ -185,68 +308,128 @@
     const more = card.querySelector(".bars-more");
     more.hidden = ranked.length <= card.querySelectorAll(".bar").length;
 
-    // "Wrong? It is a ...": every class but the predicted one
+    // "Wrong? It is a ...": every class but the one named; "not sure": every class
+    const legend = card.querySelector(".feedback-form legend");
+    if (legend && !sure) {
+      legend.textContent = "What is it? It is a …";
+    }
     card.querySelectorAll(".feedback-button").forEach((button) => {
-      button.hidden = button.value === answer.label;
+      button.hidden = sure && button.value === answer.label;
     });
     card.querySelectorAll(".feedback-choice option").forEach((option) => {
-      option.disabled = option.value === answer.label;
+      option.disabled = sure && option.value === answer.label;
     });
     const select = card.querySelector(".feedback-choice select");
     if (select) {
       const first = Array.from(select.options).find((option) => !option.disabled);
       select.value = first ? first.value : "";
     }
-
-    resultSection.replaceChildren(card);
-    resultSection.hidden = false;
-    return sentence;
+    return { card, sentence };
   }
 
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    if (!chosen) {
-      showError("Choose a photo to upload.");
-      fileInput.focus();
-      return;
-    }
+  function errorResult(answer, caption) {
+    const card = cloneCard(errorTemplate);
+    card.querySelector(".result-caption").textContent = caption;
+    card.querySelector(".result-error-sentence").textContent = answer.error;
+    return { card, sentence: `${caption}: ${answer.error}` };
+  }
+
+  function showResults(answers, files) {
+    const several = files.length > 1;
+    const made = answers.map((answer, index) => {
+      const caption = several ?
+        `Photo ${index + 1} of ${files.length}: ${nameOf(files[index])}` : "Your photo";
+      const shown = answer.error ? errorResult(answer, caption) : fillResult(answer, caption);
+      if (!answer.error) {
+        cardFiles.set(shown.card, files[index]);
+      }
+      return shown;
+    });
+    resultSection.replaceChildren(...made.map((shown) => shown.card));
+    resultSection.hidden = false;
+    say(made.map((shown) => shown.sentence).join(". "), { visible: false });
+  }
+
+  async function classify(files) {
     showError("");
-    const file = chosen;
+    const several = files.length > 1;
     const body = new FormData();
-    body.append("file", file, file.name || "photo");
+    files.forEach((file) => body.append(several ? "files" : "file", file, nameOf(file)));
     setBusy(submitButton, true);
     form.setAttribute("aria-busy", "true");
-    status.textContent = "Classifying…";
+    say(several ? `Classifying ${files.length} photos…` : "Classifying…");
     try {
-      const answer = await post(`${apiUrl}?thumbnail=1`, body);
-      resultFile = file;
-      preview.hidden = true; // the result shows the photo now
-      status.textContent = fillResult(answer);
+      const answer = await post(`${several ? severalUrl : apiUrl}?thumbnail=1`, body);
+      preview.hidden = true; // the results show the photos now
+      showResults(several ? answer.results : [answer], files);
       const reduced = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
       resultSection.scrollIntoView({ behavior: reduced ? "auto" : "smooth", block: "nearest" });
     } catch (error) {
-      status.textContent = "";
+      // nothing from earlier photos stays on screen under the error
+      clearResults();
+      say("");
       showError(error.message);
     } finally {
       setBusy(submitButton, false);
       form.removeAttribute("aria-busy");
     }
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (!chosen.length) {
+      clearResults();
+      showError(rejection || "Choose a photo to upload.");
+      fileInput.focus();
+      return;
+    }
+    classify(chosen);
   });
 
+  // --- examples -------------------------------------------------------------------------------
+
+  if (examplesForm) {
+    examplesForm.addEventListener("submit", async (event) => {
+      const button = event.submitter;
+      const image = button && button.querySelector("img");
+      if (!image) {
+        return; // the plain form posts it
+      }
+      event.preventDefault();
+      clearPreview();
+      chosen = [];
+      rejection = "";
+      let file;
+      try {
+        const response = await fetch(image.src, { credentials: "same-origin" });
+        if (!response.ok) {
+          throw new Error(String(response.status));
+        }
+        const name = `example ${button.value.replace("/", " ")}`;
+        file = new File([await response.blob()], name, { type: "image/jpeg" });
+      } catch (error) {
+        clearResults();
+        showError("That example could not be loaded: reload the page and pick it again.");
+        return;
+      }
+      classify([file]);
+    });
+  }
+
   // --- the result's buttons ------------------------------------------------------------------
-  // Only the result made here has its photo in hand; a result the server rendered after a plain
+  // Only a result made here has its photo in hand; a result the server rendered after a plain
   // form post is left to its own forms.
 
-  async function explain(whyForm) {
+  async function explain(whyForm, card, file) {
     const button = whyForm.querySelector(".why-button");
     const whyStatus = whyForm.querySelector(".why-status");
     const body = new FormData();
-    body.append("file", resultFile, resultFile.name || "photo");
+    body.append("file", file, nameOf(file));
     setBusy(button, true);
     whyStatus.textContent = "Working out where the model looked…";
     try {
       const answer = await post(`${apiUrl}?explain=1`, body);
-      const figure = resultSection.querySelector(".result-why");
+      const figure = card.querySelector(".result-why");
       figure.querySelector(".result-heatmap").src = answer.heatmap;
       figure.hidden = false;
       figure.scrollIntoView({ block: "nearest" });
@@ -259,14 +442,14 @@
     }
   }
 
-  async function sendFeedback(feedbackForm, submitter) {
+  async function sendFeedback(feedbackForm, submitter, file) {
     const feedbackStatus = feedbackForm.querySelector(".feedback-status");
     const label = submitter && submitter.name === "label" ?
       submitter.value : feedbackForm.elements.label.value;
     const body = new FormData();
     body.append("csrf_token", feedbackForm.elements.csrf_token.value);
     body.append("label", label);
-    body.append("file", resultFile, resultFile.name || "photo");
+    body.append("file", file, nameOf(file));
     const controls = feedbackForm.querySelectorAll("button, select");
     controls.forEach((control) => { control.disabled = true; });
     feedbackStatus.textContent = "Sending…";
@@ -280,16 +463,18 @@
   }
 
   resultSection.addEventListener("submit", (event) => {
-    if (!resultFile) {
+    const target = event.target;
+    const card = target.closest(".result-card");
+    const file = card && cardFiles.get(card);
+    if (!file) {
       return;
     }
-    const target = event.target;
     if (target.classList.contains("why-form")) {
       event.preventDefault();
-      explain(target);
+      explain(target, card, file);
     } else if (target.classList.contains("feedback-form")) {
       event.preventDefault();
-      sendFeedback(target, event.submitter);
+      sendFeedback(target, event.submitter, file);
     }
   });
 })();

@@ -27,7 +27,7 @@ from PIL import Image
 from webapp import create_app
 
 from .imagemaker import CLASSES, encode, make_picture
-from .support import RENAMED_CLASSES, LiveServer, read_csrf_token
+from .support import RENAMED_CLASSES, LiveServer, RedisServer, read_csrf_token
 from .tinymodel import train_tiny_model, write_dataset
 
 # hypothesis keeps its examples and caches in .hypothesis/ in the working folder; the tests
@@ -145,6 +145,25 @@ def live_server(model_path, tmp_path_factory) -> Iterator[LiveServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    """Debian's redis-server on 127.0.0.1, for the tests of shared state (emptied by each user)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """The session's Redis, emptied for this test."""
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    return redis_server.url
+
+
 # --- a second model, for hot reload ---------------------------------------------------------
 
 
@@ -158,4 +177,32 @@ def renamed_model_path(tiny_learner, tmp_path_factory) -> Path:
     learner.dls.categorize.vocab = CategoryMap(RENAMED_CLASSES)
     path = tmp_path_factory.mktemp("renamed_model") / "export.pkl"
     learner.export(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def coarse_model_path(tiny_learner, tmp_path_factory) -> Path:
+    """The tiny model exported again to take 8 px photos: its last conv map is only 2x2."""
+    from fastai.learner import load_learner
+
+    learner = load_learner(Path(tiny_learner.dls.path).parent / "export.pkl")
+    for transform in learner.dls.valid.after_item.fs:
+        if hasattr(transform, "size"):
+            transform.size = (8, 8)
+    path = tmp_path_factory.mktemp("coarse_model") / "export.pkl"
+    learner.export(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def examples_model_path(model_path, tmp_path_factory) -> Path:
+    """A copy of the tiny model with two example photos per class saved beside it."""
+    from formats.examples import write_examples
+
+    path = tmp_path_factory.mktemp("examples_model") / "export.pkl"
+    shutil.copyfile(model_path, path)
+    rng = np.random.default_rng(77)
+    write_examples(
+        path, {label: [make_picture(label, rng, (120, 90)) for _ in range(2)] for label in CLASSES}
+    )
     return path

@@ -8,18 +8,24 @@ import base64
 import io
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import numpy as np
 import requests
 from PIL import Image
 
 from webapp import settings
+
+from .imagemaker import encode, make_picture
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_PIXELS: int = settings.default("MAX_PIXELS")
@@ -191,6 +197,82 @@ def image_src(html: str, css_class: str) -> str | None:
     return src.group(1) if src else None
 
 
+# --- the page in a real browser --------------------------------------------------------------
+
+# the app's own policy (webapp/security.py), laid over every page by the tests' route: inline
+# script or style would show up as a console error
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data: blob:; connect-src 'self'; form-action 'self'; "
+    "base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
+)
+DESKTOP = {"width": 1000, "height": 900}
+
+
+@dataclass
+class Watched:
+    """A page whose every request and console error is recorded."""
+
+    page: Any
+    requests: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        """Nothing was asked of another host, nothing was refused by the CSP, no script error."""
+        assert self.requests, "the route saw no requests"
+        assert self.foreign == []
+        assert self.problems == []
+
+
+def open_watched(browser, base_url: str, path: str, csp: str, **options) -> tuple[Any, Watched]:
+    """A fresh browser context with `base_url + path` open and watched: requests to any other
+    host fail, each page is served under `csp`, console errors are recorded."""
+    context = browser.new_context(**({"viewport": DESKTOP} | options))
+    page = context.new_page()
+    watched = Watched(page)
+    host = urlsplit(base_url).netloc
+
+    def route(route):
+        request = route.request
+        watched.requests.append(request.url)
+        if urlsplit(request.url).netloc != host:
+            watched.foreign.append(request.url)
+            route.abort()
+        elif request.resource_type == "document" and request.method == "GET":
+            response = route.fetch(max_redirects=0)
+            route.fulfill(
+                response=response, headers={**response.headers, "content-security-policy": csp}
+            )
+        else:
+            route.continue_()
+
+    page.route("**/*", route)
+    page.on(
+        "console",
+        lambda message: message.type == "error" and watched.problems.append(message.text),
+    )
+    page.on("pageerror", lambda error: watched.problems.append(str(error)))
+    page.goto(base_url + path)
+    return context, watched
+
+
+def picture_png(label: str, size=(320, 240), seed: int = 5) -> bytes:
+    """A photo of class `label` for the tiny model, as PNG bytes."""
+    return encode(make_picture(label, np.random.default_rng(seed), size))
+
+
+def natural_size(locator) -> tuple[int, int]:
+    """The loaded size of an <img>, (0, 0) when it shows nothing."""
+    return tuple(locator.evaluate("image => [image.naturalWidth, image.naturalHeight]"))
+
+
+def classify(page) -> None:
+    """Press Classify and wait for the result card the script fills in."""
+    page.get_by_role("button", name="Classify").click()
+    page.locator("#result .result-label").filter(has_text="o").wait_for()
+
+
 # --- a fake torch.cuda ------------------------------------------------------------------------
 
 TORCH_2_14_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]
@@ -224,3 +306,165 @@ TESLA_M60 = [("Tesla M60", (5, 2))]
 TESLA_T4 = [("Tesla T4", (7, 5))]
 H100 = [("NVIDIA H100", (9, 0))]
 TWO_A10G = [("NVIDIA A10G", (8, 6)), ("NVIDIA A10G", (8, 6))]
+
+
+# --- servers a fleet needs: Debian's redis-server and nginx, on 127.0.0.1 ----------------------
+
+
+class RedisServer:
+    """Debian's `redis-server` on a free port of 127.0.0.1, keeping nothing on disk."""
+
+    def __init__(self, workdir: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.workdir = workdir
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        """Start it and wait until it answers PING."""
+        import redis
+
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(answers, 20, message="redis-server did not start")
+        return self
+
+    def pause(self) -> None:
+        """Freeze it (SIGSTOP): connections open, but no answer ever comes: a hung Redis."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused Redis go on (SIGCONT)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Stop it (a paused one too)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGCONT)
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+DEPLOY_NGINX = ROOT / "deploy" / "nginx" / "seafront.conf"
+
+
+def nginx_config(workdir: Path, port: int, upstreams: list[str], site: Path = DEPLOY_NGINX) -> Path:
+    """A main nginx.conf in `workdir` around deploy/'s site config, for a non-root-friendly run:
+    the site's upstream servers replaced by `upstreams` and its port by `port`, every path
+    (pid, logs, temporary files) in `workdir`, and each answer naming the replica that made it
+    (`X-Upstream`)."""
+    text = site.read_text()
+    servers = re.compile(r"^(\s*)server app\d:5000[^;]*;\n", re.MULTILINE)
+    indent = servers.search(text)
+    assert indent, f"no `server appN:5000` lines in {site}"
+    lines = "".join(
+        f"{indent.group(1)}server {address} max_fails=1 fail_timeout=5s;\n" for address in upstreams
+    )
+    text = servers.sub("", text, count=0)
+    text = text.replace("upstream seafront {\n", "upstream seafront {\n" + lines, 1)
+    text = text.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    (workdir / "seafront.conf").write_text(text)
+    user = "user root;\n" if os.geteuid() == 0 else ""  # as root, nginx's workers would be nobody
+    main = workdir / "nginx.conf"
+    main.write_text(
+        f"{user}daemon off;\nworker_processes 1;\npid {workdir}/nginx.pid;\n"
+        f"error_log {workdir}/error.log info;\nevents {{ worker_connections 512; }}\n"
+        "http {\n"
+        f"  access_log {workdir}/access.log;\n"
+        + "".join(
+            f"  {kind}_temp_path {workdir}/{kind}_temp;\n"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        + "  add_header X-Upstream $upstream_addr always;\n"
+        f"  include {workdir}/seafront.conf;\n"
+        "}\n"
+    )
+    return main
+
+
+class NginxServer:
+    """Debian's nginx in front of `upstreams` with deploy/nginx/seafront.conf, from `workdir`."""
+
+    def __init__(self, workdir: Path, upstreams: list[str], port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = workdir
+        self.config = nginx_config(workdir, self.port, upstreams)
+        self.process: subprocess.Popen | None = None
+
+    def command(self, *args: str) -> list[str]:
+        """nginx's command line for this configuration."""
+        return [
+            "nginx",
+            "-p",
+            str(self.workdir),
+            "-c",
+            str(self.config),
+            "-e",
+            str(self.workdir / "error.log"),
+            *args,
+        ]
+
+    def start(self) -> NginxServer:
+        """Start it (in the foreground: `daemon off`) and wait until it answers."""
+        self.process = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+
+        def answers() -> bool:
+            if self.process and self.process.poll() is not None:
+                raise AssertionError(f"nginx exited:\n{self.log()}")
+            try:
+                requests.get(f"{self.url}/healthz", timeout=1)
+                return True
+            except requests.ConnectionError:
+                return False
+
+        wait_until(answers, 20, message=lambda: f"nginx did not start:\n{self.log()}")
+        return self
+
+    def log(self) -> str:
+        """nginx's error log so far."""
+        path = self.workdir / "error.log"
+        return path.read_text() if path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM: nginx's fast shutdown; the graceful one waits for idle clients)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -19,12 +19,13 @@ def post_file(client, data: bytes, filename: str = "photo.png"):
     )
 
 
-def test_predict_answers_label_confidence_probabilities_and_device(client, png_pictures):
+def test_predict_answers_label_confidence_probabilities_sure_and_device(client, png_pictures):
     answer = post_file(client, png_pictures["mod0"])
     assert answer.status_code == 200
     body = answer.get_json()
-    assert set(body) == {"label", "confidence", "probabilities", "device"}
+    assert set(body) == {"label", "confidence", "probabilities", "sure", "device"}
     assert body["label"] == "mod" and body["device"] == "cpu"
+    assert body["sure"] is True  # SEAFRONT_MIN_CONFIDENCE is off by default
     assert set(body["probabilities"]) == {"mod", "rocker"}
     assert body["confidence"] == max(body["probabilities"].values())
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)

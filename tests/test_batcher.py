@@ -10,6 +10,8 @@ import pytest
 from classifier.batcher import BatcherClosedError, DynamicBatcher
 from classifier.errors import DeadlineExceededError
 
+from .support import wait_until
+
 
 class SlowModel:
     """Stands in for the model: doubles numbers, takes `seconds` a batch, records batch sizes."""
@@ -229,3 +231,39 @@ def test_a_call_whose_deadline_passed_is_not_run(make_batcher):
     with pytest.raises(DeadlineExceededError):
         late.result(timeout=10)
     assert ran == []
+
+
+# --- several items from one request ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("count", "max_batch_size", "sizes"), [(3, 8, [3]), (5, 2, [2, 2, 1])])
+def test_items_submitted_together_share_forward_passes_and_keep_their_order(
+    make_batcher, count, max_batch_size, sizes
+):
+    model = SlowModel(seconds=0.0)
+    # no waiting for company at all: they are batched because they are queued at once
+    batcher = make_batcher(model, max_batch_size=max_batch_size, max_wait_s=0.0)
+    assert batcher.submit_many(list(range(count))).result(timeout=10) == [
+        2 * n for n in range(count)
+    ]
+    assert model.sizes == sizes
+
+
+def test_items_submitted_together_fail_with_the_failing_items_error(make_batcher):
+    batcher = make_batcher(SlowModel(seconds=0.0, fail_on=2))
+    with pytest.raises(ValueError, match="cannot do 2"):
+        batcher.submit_many([1, 2, 3]).result(timeout=10)
+
+
+def test_cancelling_items_submitted_together_drops_those_still_queued(make_batcher):
+    model = SlowModel(seconds=0.3)
+    batcher = make_batcher(model, max_batch_size=1)
+    together = batcher.submit_many([1, 2, 3])
+    wait_until(lambda: model.sizes)  # the first is running
+    assert together.cancel()
+    assert batcher.submit(9).result(timeout=10) == 18
+    assert model.sizes == [1, 1]  # item 1, then item 9: items 2 and 3 never ran
+
+
+def test_nothing_submitted_together_is_an_empty_answer(make_batcher):
+    assert make_batcher(SlowModel()).submit_many([]).result(timeout=1) == []

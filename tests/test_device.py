@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from classifier.device import build_supports, choose_device
@@ -34,6 +36,14 @@ def test_old_gpu_falls_back_to_cpu_with_one_log_line_saying_why_and_what_to_inst
     for words in ("Tesla M60", "5.2", "sm_75", "pip install torch=="):
         assert words in line
     assert choice.reason in line
+
+
+def test_no_gpu_at_all_is_the_usual_case_an_info_line_not_a_warning(caplog):
+    with caplog.at_level(logging.INFO, logger="classifier.device"):
+        choose_device("auto", FakeCudaQuery(NO_GPU))
+    assert [(record.levelname, record.getMessage()[:14]) for record in caplog.records] == [
+        ("INFO", "Using the CPU:")
+    ]
 
 
 @pytest.mark.parametrize(

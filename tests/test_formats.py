@@ -205,3 +205,26 @@ def test_writing_examples_again_replaces_the_old_ones(tmp_path):
 
 def test_no_examples_folder_means_no_examples(tmp_path):
     assert list_examples(tmp_path / "export.pkl") == {}
+
+
+def test_how_a_model_was_made_keeps_only_well_typed_values(tmp_path):
+    (tmp_path / "export.json").write_text(
+        json.dumps(
+            {
+                "seed": True,
+                "extra": ["uploads/feedback", 3],
+                "image_counts": {"train": {"a": 5, "b": -1, "c": 2.5, "d": True}, "valid": 4},
+                "lr_find": {"valley": 1e-3, "minimum": "high", "slide": False},
+                "versions": {"fastai": "2.8.12", "torch": 2},
+                "training_seconds": 12,
+                "command": "python train.py fit --data d",
+            }
+        )
+    )
+    card = read_card(tmp_path / "export.pkl")
+    assert card.seed is None
+    assert card.extra == ["uploads/feedback"]
+    assert card.image_counts == {"train": {"a": 5}}
+    assert card.lr_find == {"valley": 1e-3}
+    assert card.versions == {"fastai": "2.8.12"}
+    assert (card.training_seconds, card.command) == (12, "python train.py fit --data d")

@@ -14,7 +14,17 @@ from .support import ROOT
 # what each package may not import: the model layer knows no web, the web layer no training
 FORBIDDEN = {
     "formats": {"flask", "werkzeug", "gunicorn", "torch", "classifier", "webapp", "training"},
-    "classifier": {"flask", "werkzeug", "gunicorn", "flask_wtf", "webapp", "training"},
+    "classifier": {
+        "flask",
+        "werkzeug",
+        "gunicorn",
+        "flask_wtf",
+        "flask_limiter",
+        "prometheus_client",
+        "redis",
+        "webapp",
+        "training",
+    },
     "webapp": {"training"},
 }
 
@@ -63,6 +73,7 @@ def modules_after(code: str) -> set[str]:
     ("code", "allowed"),
     [
         ("import classifier.batcher", set()),
+        ("import classifier.observer", set()),
         ("import classifier.errors", set()),
         ("import formats.modelcard, formats.labels, formats.atomic, formats.regular", set()),
         ("import webapp.settings", {"flask"}),

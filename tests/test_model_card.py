@@ -197,3 +197,40 @@ def test_without_a_model_the_page_says_the_app_picks_one_up(make_app, tmp_path):
     html = app.test_client().get("/model").get_data(as_text=True)
     assert "picks it up by itself" in html and "SEAFRONT_MODEL_RELOAD_INTERVAL" in html
     assert 'id="no-card"' not in html
+
+
+HOW_IT_WAS_MADE = {
+    "epochs": {"frozen": 4, "unfrozen": 0},
+    "command": "python train.py fit --data data/brighton_seafront --labels cleaned.csv",
+    "seed": 7,
+    "labels": "data/brighton_seafront/cleaned.csv",
+    "extra": ["uploads/feedback"],
+    "augmentation": "light: rotation up to 10 degrees",
+    "image_counts": {"train": {"mod": 80, "rocker": 70}, "extra": {"rocker": 10}},
+    "files_sha256": "ab" * 32,
+    "lr_find": {"valley": 0.0008, "minimum": 0.002},
+    "learning_rate_choice": "the larger of lr-find's valley 0.0008, minimum 0.002",
+    "training_seconds": 754.4,
+    "versions": {"python": "3.11.7", "fastai": "2.8.12", "torchvision": "0.29.1"},
+}
+
+
+def test_the_card_says_how_the_model_was_made(make_app, project):
+    client = card_client(make_app, project, {**CARD, **HOW_IT_WAS_MADE})
+    html = client.get("/model").get_data(as_text=True)
+    for words in (
+        '<code id="command">python train.py fit --data data/brighton_seafront --labels '
+        "cleaned.csv</code>",
+        '<dd class="col-sm-8">7</dd>',
+        "<code>data/brighton_seafront/cleaned.csv</code>",
+        "<code>uploads/feedback</code>",
+        "light: rotation up to 10 degrees",
+        "(the larger of lr-find&#39;s valley 0.0008, minimum 0.002)",
+        "12 min 34 s",
+        "python 3.11.7, fastai 2.8.12, torchvision 0.29.1",
+        "abababababababab</code>",
+        '<th scope="col" class="text-end">Extra training images</th>',
+        '<td class="text-end">80</td><td class="text-end">0</td>',  # mod: 80 own, 0 extra
+    ):
+        assert words in html, words
+    assert "0 unfrozen" not in html  # a stage that did not run is not listed

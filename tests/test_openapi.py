@@ -64,3 +64,26 @@ def test_the_document_describes_both_ways_to_send_an_image(client):
         parameter["name"] for parameter in document["paths"]["/api/predict"]["post"]["parameters"]
     }
     assert flags == {"thumbnail", "explain"}
+
+
+def test_the_document_describes_several_photos_and_their_answers(client):
+    document = client.get("/openapi.json").get_json()
+    several = document["paths"]["/api/predict/several"]["post"]
+    schema = several["requestBody"]["content"]["multipart/form-data"]["schema"]
+    files = schema["properties"]["files"]
+    assert schema["required"] == ["files"] and files["type"] == "array"
+    assert files["items"]["format"] == "binary" and files["maxItems"] == 10
+    flags = {parameter["name"] for parameter in several["parameters"]}
+    assert flags == {"thumbnail", "explain"}
+    answer = several["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/Results"}
+    schemas = document["components"]["schemas"]
+    assert "sure" in schemas["Prediction"]["required"]
+    assert schemas["PhotoError"]["required"] == ["error", "status"]
+
+
+def test_the_document_gives_this_servers_limit_on_photos(make_app):
+    document = make_app(MAX_FILES=3).test_client().get("/openapi.json").get_json()
+    several = document["paths"]["/api/predict/several"]["post"]
+    schema = several["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert schema["properties"]["files"]["maxItems"] == 3

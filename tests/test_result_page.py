@@ -17,7 +17,7 @@ from .support import decode_data_url, hidden_value, image_src, result_page, uplo
 def meters(html: str) -> list[tuple[str, float]]:
     """(class, value) of each confidence bar, in page order."""
     rows = re.findall(
-        r'<label class="bar-name[^"]*" for="bar-\d+">([^<]*)</label>\s*'
+        r'<label class="bar-name[^"]*" for="bar-[\w-]+">([^<]*)</label>\s*'
         r'<meter [^>]*value="([0-9.]+)"',
         html,
     )
@@ -62,7 +62,7 @@ def test_the_result_is_shown_once_then_the_page_is_the_empty_form(make_app, png_
     client = make_app().test_client()
     result_page(client, png_pictures["mod0"])
     again = client.get("/").get_data(as_text=True)
-    assert '<section id="result" class="result mb-5" aria-label="Result" hidden>' in again
+    assert '<section id="result" class="result mb-5" aria-label="Results" hidden>' in again
 
 
 def test_a_photo_from_the_camera_field_is_classified(make_app, png_pictures):
@@ -87,12 +87,13 @@ def test_why_without_javascript_lays_the_heat_map_over_the_photo(make_app, png_p
             "result": hidden_value(html, "result"),
         },
     )
-    assert answer.status_code == 302 and answer.headers["Location"] == "/#why"
+    result_id = hidden_value(html, "result")
+    assert answer.status_code == 302 and answer.headers["Location"] == f"/#why-{result_id}"
     section = result_section(client.get("/").get_data(as_text=True))
     photo = decode_data_url(image_src(section, "result-photo"))
     heatmap = decode_data_url(image_src(section, "result-heatmap"))
     assert heatmap.size == photo.size
-    assert '<figure class="result-why mb-0" id="why">' in section  # no longer hidden
+    assert f'<figure class="result-why mb-0" id="why-{result_id}">' in section  # not hidden
 
 
 @pytest.mark.parametrize("result_id", ["", "nonsense", "someone-elses"])
@@ -116,17 +117,17 @@ def test_why_needs_a_csrf_token(make_app, png_pictures):
     assert client.post("/why", data={"result": hidden_value(html, "result")}).status_code == 400
 
 
+ANSWER = {"label", "confidence", "probabilities", "sure", "device"}
+
+
 @pytest.mark.parametrize(
     ("query", "keys"),
     [
-        ("", {"label", "confidence", "probabilities", "device"}),
-        ("?thumbnail=1", {"label", "confidence", "probabilities", "device", "thumbnail"}),
-        ("?explain=1", {"label", "confidence", "probabilities", "device", "heatmap"}),
-        (
-            "?explain=true&thumbnail=yes",
-            {"label", "confidence", "probabilities", "device", "heatmap", "thumbnail"},
-        ),
-        ("?explain=0", {"label", "confidence", "probabilities", "device"}),
+        ("", ANSWER),
+        ("?thumbnail=1", {*ANSWER, "thumbnail"}),
+        ("?explain=1", {*ANSWER, "heatmap"}),
+        ("?explain=true&thumbnail=yes", {*ANSWER, "heatmap", "thumbnail"}),
+        ("?explain=0", ANSWER),
     ],
 )
 def test_the_api_adds_thumbnail_and_heat_map_only_when_asked(client, png_pictures, query, keys):
@@ -147,18 +148,35 @@ def test_the_apis_heat_map_has_the_photos_aspect_ratio(client, pictures, png_pic
     assert heatmap.size == decode_data_url(body["thumbnail"]).size == pictures[picture].size
 
 
-def test_a_model_that_cannot_be_explained_gets_no_why_button_and_a_501(
-    make_app, png_pictures, monkeypatch
+@pytest.mark.parametrize(
+    ("model", "words"),
+    [
+        ("no conv layer", "no convolutional layer"),
+        ("2x2 last feature map", "sees only a 2x2 grid of its 8 px input"),
+    ],
+)
+def test_a_model_that_cannot_be_explained_gets_no_why_button_but_a_sentence_and_a_501(
+    make_app, png_pictures, monkeypatch, coarse_model_path, model, words
 ):
-    monkeypatch.setattr("classifier.explain.explained_layer", lambda model: None)
-    monkeypatch.setattr("classifier.service.explained_layer", lambda model: None)
-    client = make_app().test_client()
+    if model == "no conv layer":
+        monkeypatch.setattr("classifier.explain.explained_layer", lambda model: None)
+        app = make_app()
+    else:
+        app = make_app(MODEL_PATH=str(coarse_model_path))
+    client = app.test_client()
     html = result_page(client, png_pictures["mod0"])
-    assert "why-form" not in html
+    assert "why-form" not in html and "Why? Show where" not in html
+    section = result_section(html)
+    assert 'No "Why?" for this model: ' in section and words in section
     answer = client.post(
         "/api/predict?explain=1", data={"file": (io.BytesIO(png_pictures["mod0"]), "photo.png")}
     )
-    assert answer.status_code == 501 and "no convolutional layer" in answer.get_json()["error"]
+    assert answer.status_code == 501 and words in answer.get_json()["error"]
+
+
+def test_a_model_whose_last_map_is_4x4_or_more_is_explained(shared_app):
+    service = shared_app.extensions["seafront.model"]
+    assert service.explainable and service.why_not_explainable == ""  # the tiny model: 8x8
 
 
 def test_with_many_classes_the_top_five_are_shown_most_probable_first():
@@ -183,14 +201,15 @@ def test_feedback_offers_every_other_class_as_a_button_or_with_many_as_a_list(
         bars=top_bars({label: 1 / count for label in classes}),
     )
     template = (
-        '{% from "_result.html" import result_card %}{{ result_card(result, classes, true, true) }}'
+        '{% from "_result.html" import result_card %}'
+        '{{ result_card(result, classes, "", true, "k") }}'
     )
     with shared_app.test_request_context():
         html = render_template_string(template, result=result, classes=classes)
     visible = re.findall(r'<button type="submit" name="label" value="(\w+)"[^>]*>', html)
     hidden = re.findall(r'<button type="submit" name="label" value="(\w+)"[^>]*hidden>', html)
     assert len(visible) - len(hidden) == buttons and hidden == (["c0"] if buttons else [])
-    assert ('<select class="form-select" id="feedback-label" name="label">' in html) == select
+    assert ('<select class="form-select" id="feedback-label-k" name="label">' in html) == select
     assert ('<option value="c0" disabled>' in html) == select
     assert len(meters(html)) == min(5, count)
     assert (f'The top 5 of <span class="bars-total">{count}</span> classes' in html) == (

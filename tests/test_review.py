@@ -7,6 +7,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from formats.labels import write_labels_csv
 from training import review
 from training.review.views import EXTENSION
 from webapp import server
+
+from .support import ROOT, free_port, wait_until
 
 TOP_LOSSES = """\
 file,split,actual,predicted,probability,loss
@@ -486,6 +490,25 @@ def test_apply_deletions_never_leaves_dir_even_when_decisions_file_says_so(
     assert apply_deletions(review_client, ["mod/mod_0.jpg", "../secret.txt"]).status_code == 400
     assert (data_dir.parent / "secret.txt").exists()
     assert (data_dir / "mod/mod_0.jpg").exists()
+
+
+def test_train_py_review_prints_the_address_to_open(data_dir, reports_dir, tmp_path):
+    port = free_port()
+    command = [sys.executable, str(ROOT / "train.py"), "review", "--data", str(data_dir)]
+    command += ["--reports", str(reports_dir), "--port", str(port)]
+    log = tmp_path / "review.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            wait_until(
+                lambda: f"http://127.0.0.1:{port}/" in log.read_text() or process.poll(),
+                timeout=30,
+                message=lambda: f"no address printed:\n{log.read_text()}",
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+    assert f"review page for {data_dir}: http://127.0.0.1:{port}/" in log.read_text()
 
 
 # --- end to end in a real browser -----------------------------------------------------------------

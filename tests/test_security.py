@@ -215,6 +215,7 @@ def test_debug_switched_on_later_refuses_requests(make_app, caplog):
         answer = app.test_client().get("/")
     assert answer.status_code == 500
     assert "Debug mode is on" in caplog.text
+    assert "This app has no debug mode" in answer.get_data(as_text=True)
 
 
 def test_flasks_development_server_is_refused(make_app, caplog):
@@ -225,6 +226,8 @@ def test_flasks_development_server_is_refused(make_app, caplog):
         answer = app.test_client().get("/", environ_base={"SERVER_SOFTWARE": "Werkzeug/3.1"})
     assert answer.status_code == 500
     assert "development server is not for serving this app" in caplog.text
+    # the user sees the reason too, not only the log
+    assert "start it with <code>python application.py</code>" in answer.get_data(as_text=True)
 
 
 # --- uploads are never served back -------------------------------------------------------------

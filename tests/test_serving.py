@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -108,3 +109,47 @@ def test_device_cuda_without_a_usable_gpu_stops_start_up_with_one_sentence(model
     assert result.returncode != 0
     assert "Cannot use --device cuda: no CUDA GPU is visible" in output
     assert "Traceback" not in output
+
+
+def test_a_normal_start_logs_no_warning(live_server):
+    # the start-up alone: other tests' requests may have logged since
+    log = live_server.log()
+    log = log[: log.index("\n", log.index("Serving in "))]
+    assert "Loaded " in log
+    # no torch.jit.script notice from fastai, no "Using the CPU" warning on a machine without GPU
+    assert "Warning" not in log and " WARNING " not in log
+    assert "Using the CPU: no CUDA GPU is visible" in log or "device cuda" in log
+
+
+def test_a_busy_port_is_one_sentence_that_suggests_another(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_application("--port", str(port), "--model", str(tmp_path / "none.pkl"))
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"Port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert f"python application.py --port {port + 1}" in result.stderr
+
+
+@pytest.mark.parametrize("flags", [[], ["--debug"]])
+def test_flask_run_stops_at_once_saying_how_to_start_the_app(tmp_path, flags):
+    environment = {
+        **os.environ,
+        "SEAFRONT_INSTANCE_PATH": str(tmp_path / "instance"),
+        "SEAFRONT_MODEL_PATH": str(tmp_path / "none.pkl"),
+    }
+    command = [sys.executable, "-m", "flask", "--app", "application", *flags, "run"]
+    result = subprocess.run(
+        [*command, "--port", str(free_port())],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode != 0
+    assert "start it with `python application.py`" in result.stderr
+    assert "Traceback" not in result.stderr and "Running on" not in result.stderr

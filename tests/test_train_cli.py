@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,18 @@ import pytest
 import torch.hub
 
 import train
+from formats.modelcard import ModelCard
+from training.cli import (
+    _print_result,
+    build_parser,
+    data_options,
+    repeated_flags,
+    serve_command,
+)
 from training.demo import write_digits
+from training.fit import FitResult
+from training.learner import FALLBACK_LR, choose_learning_rate
+from training.promotion import Comparison
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +69,10 @@ def unknown_architecture(tmp: Path) -> list[str]:
 
 def lr_max_without_unfreezing(tmp: Path) -> list[str]:
     return ["fit", "--data", str(two_classes(tmp / "data")), "--lr-max", "1e-4:1e-3"]
+
+
+def fit_two_classes(tmp: Path) -> list[str]:
+    return ["fit", "--data", str(two_classes(tmp / "data"))]
 
 
 def url_file(tmp: Path, text: str | bytes) -> list[str]:
@@ -137,6 +154,21 @@ BAD_INPUTS = [
         id="extra folder with an unknown class",
     ),
     pytest.param(missing_extra, "extra folder", id="missing extra folder"),
+    pytest.param(
+        lambda tmp: [*fit_two_classes(tmp), "--lr", "1e-3", "--lr-find-iterations", "30"],
+        "give one of the two, not both",
+        id="lr-find iterations with --lr",
+    ),
+    pytest.param(
+        lambda tmp: [*fit_two_classes(tmp), "--lr-find-iterations", "5"],
+        "--lr-find-iterations 5 is too few: try at least 20",
+        id="too few lr-find iterations in fit",
+    ),
+    pytest.param(
+        lambda tmp: ["promote", "--models", str(tmp / "models")],
+        "nothing to promote",
+        id="promote with no model set aside",
+    ),
 ]
 
 
@@ -160,6 +192,11 @@ def test_bad_input_ends_in_one_sentence_and_exit_status_2(
         ["fit", "--data", "d", "--epochs", "0"],
         ["fit", "--data", "d", "--lr-max", "1e-3"],
         ["fit", "--data", "d", "--lr-max", "1e-3:1e-4"],
+        ["fit", "--data", "d", "--augment", "heavy"],
+        ["fit", "--data", "d", "--augment", "light", "--no-augment"],
+        ["fit", "--data", "d", "--lr-find-iterations", "0"],
+        ["fit", "--data", "d", "--force", "yes"],
+        ["promote", "--force"],
         ["fit"],
         ["download"],
     ],
@@ -240,3 +277,115 @@ def test_review_starts_the_review_page_on_the_data_and_reports(monkeypatch, tmp_
     status = train.main(["review", "--data", str(tmp_path), "--reports", "out", "--port", "5099"])
     assert status == 0
     assert calls == [(tmp_path, Path("out"), 5099)]
+
+
+@pytest.mark.parametrize(
+    ("flags", "repeated"),
+    [
+        ([], []),
+        (["--arch", "resnet18", "--size", "64"], ["--arch", "resnet18", "--size", "64"]),
+        (["--size", "224", "--seed", "42"], []),  # the defaults need not be said
+        (["--no-pretrained", "--no-augment"], ["--no-pretrained", "--augment", "none"]),
+        (["--augment", "light", "--batch-size", "8"], ["--augment", "light", "--batch-size", "8"]),
+        (
+            ["--extra", "a b", "--extra", "c", "--labels", "d/cleaned.csv"],
+            ["--labels", "d/cleaned.csv", "--extra", "a b", "--extra", "c"],
+        ),
+        (["--valid-pct", "0.3", "--workers", "0"], ["--valid-pct", "0.3", "--workers", "0"]),
+        (["--reports", "out"], ["--reports", "out"]),
+    ],
+)
+def test_lr_find_repeats_the_flags_that_differ_from_the_defaults(flags, repeated):
+    args = build_parser().parse_args(["lr-find", "--data", "d", *flags])
+    assert repeated_flags(args, *args.flag_parsers) == ["--data", "d", *repeated]
+
+
+def test_the_printed_next_step_parses_to_the_same_data_options():
+    args = build_parser().parse_args(
+        ["lr-find", "--data", "my data", "--no-pretrained", "--arch", "resnet18", "--size", "64"]
+    )
+    command = shlex.join(["python", "train.py", "fit", *repeated_flags(args, *args.flag_parsers)])
+    again = build_parser().parse_args(shlex.split(command)[2:])
+    assert data_options(again) == data_options(args)
+
+
+@pytest.mark.parametrize(
+    ("models", "command"),
+    [
+        (ROOT / "models", "python application.py"),
+        (Path("/srv/my models"), "python application.py --model '/srv/my models/export.pkl'"),
+    ],
+)
+def test_the_next_step_serves_the_folder_the_model_went_to(models, command):
+    assert serve_command(models) == command
+
+
+@pytest.mark.parametrize(
+    ("valley", "minimum", "lr", "words"),
+    [
+        (4e-4, 4e-3, 4e-3, "the larger of lr-find's valley 0.0004, minimum 0.004"),
+        (1.6e-3, 2.4e-4, 1.6e-3, "the larger of lr-find's valley 0.0016, minimum 0.00024"),
+        (5.4321e-4, 6.3e-8, 5.4e-4, "the larger of lr-find's valley 0.00054, minimum 6.3e-08"),
+        (2e-6, 6.3e-8, FALLBACK_LR, "both too low to trust, so 0.001"),
+        (math.nan, 2e-3, 2e-3, "the larger of lr-find's valley nan, minimum 0.002"),
+        (math.nan, math.nan, FALLBACK_LR, "both too low to trust, so 0.001"),
+    ],
+)
+def test_fit_takes_the_larger_of_valley_and_minimum(valley, minimum, lr, words):
+    suggestions = {"minimum": minimum, "steep": 1e-6, "valley": valley, "slide": 1e-7}
+    chosen, reason = choose_learning_rate(suggestions)
+    assert chosen == lr and words in reason
+
+
+def fit_result(tmp_path: Path, error_rate: float, guess: float) -> FitResult:
+    """A run's result as fit_and_export returns it, nothing served before, for `_print_result`."""
+    return FitResult(
+        learner=None,
+        card=ModelCard(
+            error_rate=error_rate,
+            accuracy=1 - error_rate,
+            valid_count=3,
+            reports={"confusion_matrix": "reports/confusion_matrix.png"},
+        ),
+        export_path=tmp_path / "models" / "export.pkl",
+        card_path=tmp_path / "models" / "export.json",
+        comparison=Comparison(new_error=error_rate, images=3, nothing_served=True),
+        promoted=True,
+        guess=("3", guess),
+    )
+
+
+@pytest.mark.parametrize(
+    ("error_rate", "guess", "says"),
+    [(0.667, 0.667, True), (0.70, 0.667, True), (0.65, 0.667, False), (0.1, 0.5, False)],
+)
+def test_only_a_model_no_better_than_guessing_says_it_learned_nothing(
+    error_rate, guess, says, tmp_path, capsys
+):
+    _print_result(fit_result(tmp_path, error_rate, guess))
+    assert ("this model learned nothing" in capsys.readouterr().out) == says
+
+
+def test_learned_nothing_names_the_class_it_might_as_well_always_answer(tmp_path, capsys):
+    _print_result(fit_result(tmp_path, 0.7, 0.667))
+    out = capsys.readouterr().out
+    assert "its validation error, 70.0%, is no better than always answering '3' (66.7%)" in out
+    assert "--epochs" in out and "--lr" in out
+
+
+def test_fit_help_gives_the_lr_find_iterations_fit_really_uses():
+    from training import cli, learner
+
+    assert cli.LR_FIND_ITERATIONS == learner.LR_FIND_ITERATIONS
+
+
+def test_a_suggestion_fastai_cannot_compute_from_a_short_curve_is_nan():
+    from fastai.callback.schedule import slide
+
+    from training.learner import _or_nan
+
+    lrs, losses = torch.logspace(-6, 0, 8), torch.linspace(2.0, 1.0, 8)
+    with pytest.raises(IndexError):  # slide looks 15 batches back
+        slide(lrs, losses, 30)
+    rate, _ = _or_nan(slide)(lrs, losses, 30)
+    assert math.isnan(rate) and _or_nan(slide).__name__ == "slide"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -17,10 +18,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from fastai.learner import load_learner
 from PIL import Image
 
 import train
 import training.fit
+from formats.examples import list_examples
+from training.cli import DEMO_PER_CLASS
 from training.demo import write_digits
 from training.review import create_review_app
 from training.review.views import EXTENSION
@@ -65,6 +69,17 @@ CARD_TYPES = {
     "demo": bool,
     "data": str,
     "reports": dict,
+    "command": str,
+    "seed": int,
+    "labels": type(None),  # no --labels
+    "extra": list,
+    "augmentation": str,
+    "image_counts": dict,
+    "files_sha256": str,
+    "lr_find": dict,  # empty: --lr was given
+    "learning_rate_choice": str,
+    "training_seconds": float,
+    "versions": dict,
     "processes": int,
     "precision": str,
 }
@@ -162,8 +177,10 @@ def test_model_card_has_every_field_of_the_convention(fitted):
     assert card["valid_count"] == round(0.2 * PER_CLASS * len(DIGITS))
     assert card["error_rate"] == pytest.approx(1 - card["accuracy"])
     assert (card["architecture"], card["pretrained"], card["image_size"]) == ("resnet18", False, 32)
-    assert card["epochs"] == {"frozen": 4, "unfrozen": 0}
-    assert card["learning_rates"] == {"frozen": 3e-3, "unfrozen": None}
+    assert card["epochs"] == {"from scratch": 4}
+    assert card["learning_rates"] == {"from scratch": 3e-3}
+    assert (card["lr_find"], card["learning_rate_choice"]) == ({}, "given with --lr")
+    assert card["augmentation"].startswith("none: ")
     assert card["demo"] is False and card["name"] == "data" and card["data"] == str(fitted.data)
     assert (card["processes"], card["precision"]) == (1, "fp32")
     created = datetime.fromisoformat(card["created"])
@@ -281,6 +298,11 @@ def test_lr_find_writes_a_png_and_prints_suggestions(digits, tmp_path, capsys):
         assert image.format == "PNG"
     assert "suggested learning rates: minimum" in out
     assert all(name in out for name in ("steep", "valley", "slide"))
+    # the next step trains the same thing: every flag that matters is repeated
+    assert (
+        f"next: python train.py fit --data {digits} --arch resnet18 --size 16 --no-pretrained "
+        f"--augment none --batch-size 8 --workers 0 --reports {reports} --lr "
+    ) in out
 
 
 def test_labels_extras_and_unfreezing_end_up_in_the_card(digits, tmp_path):
@@ -326,21 +348,60 @@ def test_labels_extras_and_unfreezing_end_up_in_the_card(digits, tmp_path):
     assert card["classes"] == ["digit 0", "digit 1", "digit 7"]
     assert card["valid_count"] == 12  # a fifth of the 60 listed images
     assert card["train_count"] == 48 + 9  # the rest, plus every feedback image
-    assert card["epochs"] == {"frozen": 1, "unfrozen": 1}
-    assert card["learning_rates"] == {"frozen": 3e-3, "unfrozen": [1e-4, 1e-3]}
+    assert card["epochs"] == {"from scratch": 1, "discriminative": 1}
+    assert card["learning_rates"] == {"from scratch": 3e-3, "discriminative": [1e-4, 1e-3]}
+    assert card["labels"] == str(labels) and card["extra"] == [str(feedback)]
+    assert card["image_counts"]["extra"] == {f"digit {digit}": 3 for digit in DIGITS}
     with open(tmp_path / "reports" / "top_losses.csv", newline="") as handle:
         files = {row["file"] for row in csv.DictReader(handle)}
     assert files == {fname for fname, _ in rows}
 
 
-def test_demo_writes_digits_and_exports_a_model_marked_as_demo(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert train.main(["demo", "--epochs", "1"]) == 0
-    card = json.loads((tmp_path / "models" / "export.json").read_text())
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> SimpleNamespace:
+    """`train.py demo --epochs 1 --models ELSEWHERE`, run in an empty folder."""
+    folder = tmp_path_factory.mktemp("demo")
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "models"
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as monkeypatch, one_torch_thread():
+        monkeypatch.chdir(folder)
+        with contextlib.redirect_stdout(printed):
+            status = train.main(["demo", "--epochs", "1", "--models", str(elsewhere)])
+    return SimpleNamespace(
+        status=status,
+        out=printed.getvalue(),
+        folder=folder,
+        models=elsewhere,
+        card=json.loads((elsewhere / "export.json").read_text()),
+    )
+
+
+def test_demo_writes_digits_and_exports_a_model_marked_as_demo(demo):
+    assert demo.status == 0
+    card = demo.card
     assert card["demo"] is True and card["name"] == "digits demo"
     assert card["classes"] == ["0", "1", "7"]
     assert card["data"] == "data/digits_demo"
-    assert (tmp_path / "models" / "export.pkl").is_file()
+    assert card["command"] == f"python train.py demo --epochs 1 --models {demo.models}"
+    assert (demo.models / "export.pkl").is_file()
     for digit in card["classes"]:
-        pngs = list((tmp_path / "data" / "digits_demo" / digit).glob("*.png"))
-        assert len(pngs) > 150
+        pngs = list((demo.folder / "data" / "digits_demo" / digit).glob("*.png"))
+        assert len(pngs) == DEMO_PER_CLASS
+
+
+def test_demo_leaves_grad_cam_a_feature_map_of_at_least_4x4(demo):
+    learner = load_learner(demo.models / "export.pkl", cpu=True)
+    side = demo.card["image_size"]
+    with torch.no_grad():
+        features = learner.model[0].eval()(torch.zeros(1, 3, side, side))
+    assert min(features.shape[-2:]) >= 4, features.shape
+
+
+def test_demo_saves_examples_of_each_class_beside_the_model(demo):
+    assert sorted(list_examples(demo.models / "export.pkl")) == demo.card["classes"]
+
+
+def test_demo_elsewhere_says_how_to_serve_that_folders_model(demo):
+    assert demo.out.rstrip().splitlines()[-2] == (
+        f"next: python application.py --model {demo.models / 'export.pkl'}"
+    )

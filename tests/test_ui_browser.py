@@ -11,26 +11,24 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from .imagemaker import encode, make_picture
-from .support import LiveServer
+from .support import (
+    STRICT_CSP,
+    LiveServer,
+    Watched,
+    classify,
+    natural_size,
+    open_watched,
+    picture_png,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-STRICT_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; "
-    "img-src 'self' data: blob:; connect-src 'self'; form-action 'self'; "
-    "base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
-)
-DESKTOP = {"width": 1000, "height": 900}
 PHONE = {
     "viewport": {"width": 390, "height": 844},
     "device_scale_factor": 2,
@@ -53,56 +51,14 @@ def ui_server(model_path, tmp_path_factory) -> Iterator[LiveServer]:
         server.stop()
 
 
-@dataclass
-class Watched:
-    """A page whose every request and console error is recorded."""
-
-    page: object
-    requests: list[str] = field(default_factory=list)
-    foreign: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    def assert_clean(self) -> None:
-        """Nothing was asked of another host, nothing was refused by the CSP, no script error."""
-        assert self.requests, "the route saw no requests"
-        assert self.foreign == []
-        assert self.problems == []
-
-
 @pytest.fixture
 def open_page(browser, ui_server):
-    """Open pages in fresh browser contexts, watched (see Watched)."""
+    """Open pages in fresh browser contexts, watched (see support.Watched)."""
     contexts = []
-    host = urlsplit(ui_server.url).netloc
 
     def open_(path: str = "/", **options) -> Watched:
-        context = browser.new_context(**({"viewport": DESKTOP} | options))
+        context, watched = open_watched(browser, ui_server.url, path, STRICT_CSP, **options)
         contexts.append(context)
-        page = context.new_page()
-        watched = Watched(page)
-
-        def route(route):
-            request = route.request
-            watched.requests.append(request.url)
-            if urlsplit(request.url).netloc != host:
-                watched.foreign.append(request.url)
-                route.abort()
-            elif request.resource_type == "document" and request.method == "GET":
-                response = route.fetch(max_redirects=0)
-                route.fulfill(
-                    response=response,
-                    headers={**response.headers, "content-security-policy": STRICT_CSP},
-                )
-            else:
-                route.continue_()
-
-        page.route("**/*", route)
-        page.on(
-            "console",
-            lambda message: message.type == "error" and watched.problems.append(message.text),
-        )
-        page.on("pageerror", lambda error: watched.problems.append(str(error)))
-        page.goto(ui_server.url + path)
         return watched
 
     yield open_
@@ -110,19 +66,9 @@ def open_page(browser, ui_server):
         context.close()
 
 
-def picture_png(label: str, size=(320, 240), seed: int = 5) -> bytes:
-    """A photo of class `label` for the tiny model, as PNG bytes."""
-    return encode(make_picture(label, np.random.default_rng(seed), size))
-
-
 def feedback_files(server: LiveServer, label: str) -> set[Path]:
     """The feedback photos kept for `label`."""
     return set((server.uploads / "feedback" / label).glob("*.jpg"))
-
-
-def natural_size(locator) -> tuple[int, int]:
-    """The loaded size of an <img>, (0, 0) when it shows nothing."""
-    return tuple(locator.evaluate("image => [image.naturalWidth, image.naturalHeight]"))
 
 
 def save_screenshot(page, path: Path, name: str) -> None:
@@ -136,12 +82,6 @@ def save_screenshot(page, path: Path, name: str) -> None:
     page.screenshot(path=path, scale="css")
     if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
         Image.open(path).convert("RGB").quantize(128).save(DOCS / name, optimize=True)
-
-
-def classify(page) -> None:
-    """Press Classify and wait for the result card the script fills in."""
-    page.get_by_role("button", name="Classify").click()
-    page.locator("#result .result-label").filter(has_text="o").wait_for()
 
 
 def drop_file(page, selector: str, name: str, data: bytes, mime: str = "image/png") -> None:

@@ -2,7 +2,7 @@
 
     python train.py download mods.csv rockers.csv --dest data/brighton_seafront
     python train.py lr-find --data data/brighton_seafront
-    python train.py fit --data data/brighton_seafront --lr 2e-3
+    python train.py fit --data data/brighton_seafront
     python train.py review --data data/brighton_seafront
     python train.py fit --data data/brighton_seafront --labels data/brighton_seafront/cleaned.csv
     python train.py demo
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,15 @@ if TYPE_CHECKING:
     from training.fit import DataOptions, FitResult
     from training.predict import Summary
     from training.shards import Shard
+
+ROOT = Path(__file__).resolve().parent.parent  # the app's own folder: it serves models/ there
+# fastai's suggestions leave out the first tenth and the last five batches
+FEWEST_LR_FIND_ITERATIONS = 20
+LR_FIND_ITERATIONS = 30  # fit's own lr-find: training/learner.py's, said here for --help
+# the demo: 128 pixels leave resnet18 (which downsamples by 32) a 4x4 feature map for Grad-CAM
+DEMO_SIZE = 128
+DEMO_PER_CLASS = 100
+DEMO_LR = 3e-3
 
 # the fast, pure-Python parts load here; fastai and torch load inside the handlers so that
 # `--help` and argument errors answer at once
@@ -156,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="batches to try, each at a higher rate (default: 100, fastai's)",
     )
-    lr_find.set_defaults(handler=run_lr_find)
+    lr_find.set_defaults(handler=run_lr_find, flag_parsers=[data, reports])
 
     fit = commands.add_parser(
         "fit",
@@ -167,15 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--epochs",
         type=positive_int,
-        default=4,
         metavar="N",
-        help="epochs with the pretrained body frozen (default: 4)",
+        help="epochs of the first stage: the pretrained body frozen, or every layer from "
+        "scratch (default: 4 pretrained, 8 from scratch)",
     )
     fit.add_argument(
         "--lr",
         type=learning_rate,
-        default=2e-3,
-        help="peak learning rate of that stage (default: 2e-3)",
+        help="peak learning rate of that stage (default: run lr-find first and take its "
+        "valley or minimum suggestion, whichever is larger)",
+    )
+    fit.add_argument(
+        "--lr-find-iterations",
+        type=positive_int,
+        metavar="N",
+        help=f"batches the lr-find of a run without --lr tries (default: {LR_FIND_ITERATIONS})",
     )
     fit.add_argument(
         "--unfreeze-epochs",
@@ -193,12 +209,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--name", help="the model's name on its card (default: the data folder's)")
     fit.add_argument(
+        "--force",
+        action="store_true",
+        help="serve the new model even when it does worse than the served one on the same "
+        "validation images (default: keep serving the better one)",
+    )
+    fit.add_argument(
         "--precision",
         choices=("fp32", "bf16", "fp16"),
         default="fp32",
         help="bf16 or fp16: mixed precision on a GPU, faster and lighter (default: fp32)",
     )
     fit.set_defaults(handler=run_fit)
+
+    promote = commands.add_parser(
+        "promote",
+        parents=[models],
+        help="serve the model that fit set aside as worse",
+        description="Serve MODELS/candidate/export.pkl, the model fit did not promote because "
+        "the served one did better; the served one moves to MODELS/previous/.",
+    )
+    promote.set_defaults(handler=run_promote)
 
     demo = commands.add_parser(
         "demo",
@@ -358,18 +389,26 @@ def _data_options() -> argparse.ArgumentParser:
         action="store_false",
         help="start from random weights instead of downloading ImageNet ones",
     )
-    data.add_argument(
+    augment = data.add_mutually_exclusive_group()
+    augment.add_argument(
+        "--augment",
+        choices=("standard", "light", "none"),
+        help="standard: the lesson's random crops, flips, rotation, zoom, lighting and warp; "
+        "light: rotation, zoom and lighting only; none (default: standard pretrained, light "
+        "from scratch)",
+    )
+    augment.add_argument(
         "--no-augment",
         dest="augment",
-        action="store_false",
-        help="no random crops, flips or lighting changes",
+        action="store_const",
+        const="none",
+        help="the same as --augment none",
     )
     data.add_argument(
         "--batch-size",
         type=positive_int,
-        default=64,
         metavar="N",
-        help="images per batch (default: 64)",
+        help="images per batch (default: 64 pretrained, 32 from scratch)",
     )
     data.add_argument(
         "--workers",
@@ -422,20 +461,43 @@ def run_download(args: argparse.Namespace) -> int:
 def run_lr_find(args: argparse.Namespace) -> int:
     """`lr-find`: plot loss against learning rate and print fastai's suggestions."""
     from training.fit import lr_find
+    from training.learner import choose_learning_rate
 
-    if args.iterations < 20:
-        # fastai's suggestions leave out the first tenth and the last five batches
-        raise InputError(f"--iterations {args.iterations} is too few: try at least 20")
-    suggestions, plot = lr_find(data_options(args), args.reports, args.iterations)
+    if args.iterations < FEWEST_LR_FIND_ITERATIONS:
+        raise InputError(
+            f"--iterations {args.iterations} is too few: try at least {FEWEST_LR_FIND_ITERATIONS}"
+        )
+    suggestions, plot = lr_find(data_options(args), args.reports, args.iterations, say)
     print(
         "suggested learning rates: "
         + ", ".join(f"{name} {value:.1e}" for name, value in suggestions.items())
     )
-    print(
-        f"plot: {plot}; pass your choice to fit, e.g. "
-        f"python train.py fit --data {args.data} --lr {suggestions['valley']:.1e}"
-    )
+    lr, choice = choose_learning_rate(suggestions)
+    same = shlex.join(["python", "train.py", "fit", *repeated_flags(args, *args.flag_parsers)])
+    print(f"plot: {plot}; fit without --lr picks {lr:.2g} ({choice}). To train with it:")
+    print(f"next: {same} --lr {lr:.2g}")
     return 0
+
+
+def repeated_flags(args: argparse.Namespace, *parsers: argparse.ArgumentParser) -> list[str]:
+    """The options of `parsers` that `args` sets to something other than their defaults,
+    written as they would be typed, so that a printed next step trains the same thing."""
+    words: list[str] = []
+    done = set()
+    for parser in parsers:
+        for action in parser._actions:
+            value = getattr(args, action.dest, action.default)
+            if not action.option_strings or action.dest in done or value == action.default:
+                continue
+            done.add(action.dest)
+            flag = action.option_strings[-1]
+            if action.nargs == 0:  # --no-pretrained, --force: the flag is the value
+                words.append(flag)
+            elif isinstance(value, list):  # --extra, given once per folder
+                words += [part for item in value for part in (flag, str(item))]
+            else:
+                words += [flag, str(value)]
+    return words
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -444,6 +506,17 @@ def run_fit(args: argparse.Namespace) -> int:
 
     if args.lr_max and not args.unfreeze_epochs:
         raise InputError("--lr-max sets the unfreeze stage's rates: add --unfreeze-epochs N")
+    if args.lr_find_iterations is not None:
+        if args.lr is not None:
+            raise InputError(
+                "--lr-find-iterations sets the lr-find that picks the rate when --lr is left "
+                "out: give one of the two, not both"
+            )
+        if args.lr_find_iterations < FEWEST_LR_FIND_ITERATIONS:
+            raise InputError(
+                f"--lr-find-iterations {args.lr_find_iterations} is too few: try at least "
+                f"{FEWEST_LR_FIND_ITERATIONS}"
+            )
     options = data_options(args)
     fit = FitOptions(
         models=args.models,
@@ -453,30 +526,52 @@ def run_fit(args: argparse.Namespace) -> int:
         unfreeze_epochs=args.unfreeze_epochs,
         lr_max=args.lr_max,
         name=args.name,
+        force=args.force,
+        command=args.command_line,
+        report=say,
         precision=args.precision,
     )
+    if args.lr_find_iterations is not None:
+        fit.lr_find_iterations = args.lr_find_iterations
     result = fit_and_export(options, fit)
     if result is not None:  # None: another process than the main one of accelerate launch
         _print_result(result)
     return 0
 
 
+def run_promote(args: argparse.Namespace) -> int:
+    """`promote`: serve the model that `fit` set aside, keeping the served one as previous."""
+    from training.promotion import PREVIOUS, candidate_path, promote, served_path
+
+    if not candidate_path(args.models).is_file():
+        raise InputError(
+            f"no model waits in {candidate_path(args.models).parent}: fit leaves one there "
+            "only when the served model did better, so there is nothing to promote"
+        )
+    replaced = promote(args.models)
+    kept = f"; the one it replaced is in {args.models / PREVIOUS}" if replaced else ""
+    print(f"serving {served_path(args.models)}{kept}")
+    print(f"next: {serve_command(args.models)}")
+    return 0
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """`demo`: write the bundled digits out as class folders and train a small model on them."""
-    from training.demo import write_digits
+    from training.demo import DEMO_DIGITS, write_digits
     from training.fit import DataOptions, FitOptions, fit_and_export
 
     started = time.monotonic()
-    count = write_digits(args.data)
+    count = write_digits(args.data, DEMO_DIGITS, size=DEMO_SIZE, per_class=DEMO_PER_CLASS)
     print(f"wrote {count} digit images to {args.data}")
-    # small and from scratch: 32-pixel digits need neither ImageNet weights nor a big net,
-    # and no augmentation (a flipped 7 is not a 7)
+    # small and from scratch: digits need neither ImageNet weights nor a big net, and no
+    # augmentation (a flipped 7 is not a 7); 128 pixels leave resnet18 a 4x4 feature map,
+    # enough for "Why?" to show where it looked. A known rate: no lr-find, to stay near a minute
     options = DataOptions(
         data=args.data,
         arch="resnet18",
-        size=32,
+        size=DEMO_SIZE,
         pretrained=False,
-        augment=False,
+        augment="none",
         batch_size=32,
         workers=0,
     )
@@ -484,9 +579,11 @@ def run_demo(args: argparse.Namespace) -> int:
         models=args.models,
         reports=args.reports,
         epochs=args.epochs,
-        lr=3e-3,
+        lr=DEMO_LR,
         name="digits demo",
         demo=True,
+        command=args.command_line,
+        report=say,
     )
     result = fit_and_export(options, fit)
     assert result is not None  # one process: main() refuses accelerate launch for demo
@@ -599,16 +696,58 @@ def run_review(args: argparse.Namespace) -> int:
 
 
 def _print_result(result: FitResult) -> None:
+    """The end of a run: the scores, against the served model's, and what to do next."""
+    from training.promotion import PREVIOUS
+
     card = result.card
+    models = result.export_path.parent if result.promoted else result.export_path.parent.parent
     print(
         f"validation accuracy {card.accuracy:.1%} on {card.valid_count} images "
         f"({', '.join(f'{k} {v:.0%}' for k, v in card.per_class_accuracy.items())})"
     )
-    print(
-        f"model: {result.export_path}, card: {result.card_path}, "
-        f"reports: {Path(card.reports['confusion_matrix']).parent}"
-    )
-    print("next: python application.py")
+    comparison = result.comparison
+    for line in comparison.lines():
+        print(line)
+    reports = Path(card.reports["confusion_matrix"]).parent
+    if result.promoted:
+        if comparison.worse:
+            print("the new model does worse than the one it replaces, but --force serves it")
+        if not comparison.nothing_served:
+            print(f"the model it replaces is kept in {models / PREVIOUS}")
+        print(f"model: {result.export_path}, card: {result.card_path}, reports: {reports}")
+    else:
+        print(
+            f"the new model does worse than the served one, so the served one stays: the new "
+            f"one is in {result.export_path.parent} (reports: {reports}); to serve it anyway, "
+            f"run python train.py promote{_models_flag(models)} (or train with --force)"
+        )
+    if result.learned_nothing:
+        label, guess = result.guess
+        print(
+            f"this model learned nothing: its validation error, {card.error_rate:.1%}, is "
+            f"no better than always answering {label!r} ({guess:.1%}). Train longer "
+            f"(--epochs), try another learning rate (--lr; see {reports / 'lr_find.png'}), or "
+            "check that each class folder holds what its name says"
+        )
+    if result.promoted:
+        print(f"next: {serve_command(models)}")
+
+
+def serve_command(models: Path) -> str:
+    """The command that serves the model in `models`: the app's default needs no --model."""
+    model = models / "export.pkl"
+    if model.resolve() == ROOT / "models" / "export.pkl":
+        return "python application.py"
+    return shlex.join(["python", "application.py", "--model", str(model)])
+
+
+def _models_flag(models: Path) -> str:
+    return "" if models == Path("models") else f" --models {shlex.quote(str(models))}"
+
+
+def say(line: str) -> None:
+    """Print a line in the middle of a run, on a line of its own below fastai's progress bar."""
+    print(f"\n{line}", flush=True)
 
 
 def _require_one_process(command: str) -> None:
@@ -625,7 +764,9 @@ def _require_one_process(command: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; bad input prints one sentence on stderr and returns 2."""
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["python", "train.py", *argv])
     try:
         if args.command != "fit":
             _require_one_process(args.command)

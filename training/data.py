@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +15,7 @@ from fastai.data.transforms import IndexSplitter, ItemGetter, TrainTestSplitter
 from fastai.vision.augment import RandomResizedCrop, Resize, aug_transforms
 from fastai.vision.data import ImageBlock
 from fastai.vision.utils import verify_images
+from fasttransform.transform import Transform
 
 from formats.labels import LabelsError, labels_from_folders, read_labels_csv
 from training.errors import InputError
@@ -21,6 +24,14 @@ from training.errors import InputError
 # getters are pickled into export.pkl, and fastai's load wherever fastai does, whereas a
 # helper from this package would make application.py need the training code
 Item = tuple[Path, str]
+
+# the augmentations --augment offers, in the words the model card records
+AUGMENTATIONS = {
+    "standard": "random crops of at least half of each image, flips, rotation up to 10 degrees, "
+    "zoom up to 1.1x, lighting and perspective warp (the lesson's aug_transforms)",
+    "light": "rotation up to 10 degrees, zoom up to 1.1x and lighting; no flips, crops or warp",
+    "none": "none: each image is only resized",
+}
 
 
 @dataclass
@@ -141,19 +152,27 @@ def split_images(images: LabelledImages, valid_pct: float, seed: int) -> Split:
     return split
 
 
+def augmentation_transforms(augment: str, size: int) -> tuple[Transform, list | None]:
+    """The item and batch transforms of one of AUGMENTATIONS at `size` pixels."""
+    if augment == "standard":
+        return RandomResizedCrop(size, min_scale=0.5), aug_transforms()
+    if augment == "light":
+        # what a photo of the same thing could look like; a mirrored or cropped digit or
+        # letter may not be the same class any more
+        return Resize(size), aug_transforms(do_flip=False, max_warp=0)
+    return Resize(size), None
+
+
 def build_dataloaders(
     images: LabelledImages,
     split: Split,
     size: int,
     batch_size: int,
-    augment: bool,
+    augment: str,
     workers: int | None,
 ) -> DataLoaders:
-    """fastai DataLoaders over `images`, resized to `size`, augmented like the lesson's notebook."""
-    if augment:
-        item_tfms, batch_tfms = RandomResizedCrop(size, min_scale=0.5), aug_transforms()
-    else:
-        item_tfms, batch_tfms = Resize(size), None
+    """fastai DataLoaders over `images`, resized to `size`, augmented as `augment` says."""
+    item_tfms, batch_tfms = augmentation_transforms(augment, size)
     block = DataBlock(
         blocks=(ImageBlock, CategoryBlock(vocab=images.classes)),
         get_x=ItemGetter(0),
@@ -174,3 +193,35 @@ def _require_folder(path: Path, what: str) -> None:
         raise InputError(
             f"{what} {path} not found: pass a folder with one subfolder of images per class"
         )
+
+
+def image_counts(images: LabelledImages, split: Split) -> dict[str, dict[str, int]]:
+    """Images per class in each part: `train` (the data folder's), `extra`, `valid`."""
+    own = len(images.items)
+    every = images.items + images.extras
+    parts = {
+        "train": [i for i in split.train if i < own],
+        "extra": [i for i in split.train if i >= own],
+        "valid": split.valid,
+    }
+    return {
+        name: dict(sorted(Counter(every[i][1] for i in indices).items()))
+        for name, indices in parts.items()
+        if indices
+    }
+
+
+def file_list_sha256(images: LabelledImages, split: Split) -> str:
+    """A fingerprint of what the model learned from: each image's part, label and path.
+
+    Paths are relative to the data folder (extras too, with `..`), so the same folders in
+    another place give the same fingerprint; the images' bytes are not read.
+    """
+    every = images.items + images.extras
+    root = images.root.absolute()
+    lines = sorted(
+        f"{part}\t{every[i][1]}\t{Path(os.path.relpath(every[i][0], root)).as_posix()}\n"
+        for part, indices in (("train", split.train), ("valid", split.valid))
+        for i in indices
+    )
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()

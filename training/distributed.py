@@ -113,6 +113,25 @@ def join_processes(device: torch.device) -> None:
 
 
 @contextmanager
+def on_its_own() -> Iterator[None]:
+    """Run the block as if this process trained alone (WORLD_SIZE 1), before the group is
+    joined: fastai then gathers nothing across processes and waits at no barrier.
+
+    fit's lr-find runs so in every process: fastai's lr_find saves the weights in the main
+    process only and then waits at a barrier to load them, which only the main one reaches.
+    """
+    saved = os.environ.get("WORLD_SIZE")
+    os.environ["WORLD_SIZE"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("WORLD_SIZE", None)
+        else:
+            os.environ["WORLD_SIZE"] = saved
+
+
+@contextmanager
 def across_processes(learn: Learner) -> Iterator[Learner]:
     """Train `learn` with every process inside (fastai's `distrib_ctx`); alone, as it is.
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import math
 from collections.abc import Callable
 from http.client import HTTPException
 from pathlib import Path
@@ -17,6 +19,12 @@ from fastai.vision.learner import model_meta, vision_learner
 from torchvision.models import get_model_weights
 
 from training.errors import InputError
+
+# batches lr-find tries inside `fit` when no --lr is given (fastai's own default is 100)
+LR_FIND_ITERATIONS = 30
+# below this lr-find's suggestions mean its loss never fell; then fit trains at the fallback
+LOWEST_LR = 1e-5
+FALLBACK_LR = 1e-3
 
 # torchvision architectures fastai knows how to cut and split, by their torchvision names
 ARCHITECTURES = {
@@ -100,12 +108,59 @@ def _timm_weights_advice(name: str, error: Exception) -> str:
     )
 
 
-def find_learning_rates(learn: Learner, iterations: int = 100) -> dict[str, float]:
-    """Run fastai's `lr_find` (it plots into a new figure) and return its suggestions by name."""
+def find_learning_rates(
+    learn: Learner, iterations: int = 100, stop_early: bool = True
+) -> dict[str, float]:
+    """Run fastai's `lr_find` (it plots into a new figure) and return its suggestions by name.
+
+    Short runs (fewer than fastai's 100 batches) sweep a narrower range, 1e-6 to 1, where every
+    suggestion falls in practice, at the same five batches per decade as fastai's default.
+    `stop_early` False runs every batch even once the loss blows up: processes training together
+    must stop at the same batch, and each one sees only its own loss. A suggestion that fastai
+    cannot compute from the batches it ran (too few after a blow-up) is NaN.
+    """
+    start, end = (1e-7, 10.0) if iterations >= 100 else (1e-6, 1.0)
     suggestions = learn.lr_find(
-        num_it=iterations, suggest_funcs=(minimum, steep, valley, slide), show_plot=True
+        start_lr=start,
+        end_lr=end,
+        num_it=iterations,
+        stop_div=stop_early,
+        suggest_funcs=tuple(_or_nan(rule) for rule in (minimum, steep, valley, slide)),
+        show_plot=True,
     )
     return {name: float(value) for name, value in suggestions._asdict().items()}
+
+
+def _or_nan(rule: Callable) -> Callable:
+    """fastai's suggestion `rule`, but NaN where its indexing runs past a short curve (slide
+    looks 15 batches back, so an lr-find that stopped early made it raise IndexError)."""
+
+    @functools.wraps(rule)
+    def safe(lrs, losses, num_it):
+        try:
+            return rule(lrs, losses, num_it)
+        except (IndexError, ValueError, RuntimeError):
+            return math.nan, (math.nan, math.nan)
+
+    return safe
+
+
+def choose_learning_rate(suggestions: dict[str, float]) -> tuple[float, str]:
+    """The rate `fit` trains with when no --lr is given, and the reason in words.
+
+    The larger of lr-find's valley and minimum (a tenth of the rate at the lowest loss),
+    rounded to two digits. A short lr-find is noisy, and from scratch either one alone can land
+    an order of magnitude too low, where five epochs leave the model guessing; a tenth of the
+    lowest point is still well below where the loss blows up. When both lie below
+    `LOWEST_LR` (or neither could be computed), lr-find saw no loss fall at all, and
+    `FALLBACK_LR` is used instead.
+    """
+    valley, lowest = suggestions.get("valley", math.nan), suggestions.get("minimum", math.nan)
+    found = f"lr-find's valley {valley:.2g}, minimum {lowest:.2g}"
+    value = max((rate for rate in (valley, lowest) if math.isfinite(rate)), default=0.0)
+    if value < LOWEST_LR:
+        return FALLBACK_LR, f"{found}: both too low to trust, so {FALLBACK_LR:g}"
+    return float(f"{value:.2g}"), f"the larger of {found}"
 
 
 def train_stages(

@@ -11,6 +11,7 @@ import torch
 from fastai.data.core import TfmdDL
 from fastai.interpret import ClassificationInterpretation
 from fastai.learner import Learner
+from matplotlib.figure import Figure
 
 from formats.labels import TOP_LOSSES_FILE, TopLoss, write_top_losses
 from training.data import LabelledImages, Split
@@ -22,12 +23,19 @@ class Evaluation:
 
     accuracy: float
     per_class_accuracy: dict[str, float]
+    wrong: int  # validation images predicted as another class
+    count: int  # validation images
+
+    @property
+    def error_rate(self) -> float:
+        """The share of validation images predicted wrong."""
+        return self.wrong / self.count if self.count else 0.0
 
 
-def save_figure(path: Path) -> Path:
-    """Write the current pyplot figure to `path` as PNG and close every figure."""
+def save_figure(path: Path, figure: Figure | None = None) -> Path:
+    """Write `figure` (by default the current one) to `path` as PNG and close every figure."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    plt.gcf().savefig(path, format="png", bbox_inches="tight")
+    (figure or plt.gcf()).savefig(path, format="png", bbox_inches="tight")
     plt.close("all")
     return path
 
@@ -56,11 +64,15 @@ class LossCurves:
         return save_figure(path)
 
 
+def validation_predictions(learn: Learner) -> Predictions:
+    """The learner's predictions for every validation image, in the order of `dls.valid`."""
+    return _predictions(learn, learn.dls.valid.new(shuffle=False, drop_last=False))
+
+
 def write_reports(
-    learn: Learner, images: LabelledImages, split: Split, reports: Path
-) -> tuple[Evaluation, dict[str, str]]:
-    """Write the confusion matrix and top losses (plot and table); return validation scores."""
-    valid = _predictions(learn, learn.dls.valid.new(shuffle=False, drop_last=False))
+    learn: Learner, images: LabelledImages, split: Split, reports: Path, valid: Predictions
+) -> dict[str, str]:
+    """Write the confusion matrix and top losses (plot and table); return their paths."""
     # the training images pass through the validation transforms (no augmentation), so
     # their losses say how the final model sees them; extras (user feedback) stay out of
     # the table, which names files inside the data folder only
@@ -81,11 +93,13 @@ def write_reports(
     interp.plot_top_losses(min(9, len(valid.losses)), figsize=(8, 8))
     save_figure(paths["top_losses"])
     write_top_losses(paths["top_losses_csv"], rows)
-    return _evaluate(valid, learn.dls.vocab), {name: str(path) for name, path in paths.items()}
+    return {name: str(path) for name, path in paths.items()}
 
 
 @dataclass
-class _Predictions:
+class Predictions:
+    """A learner's predictions over one DataLoader, with the losses."""
+
     dl: TfmdDL  # the loader the predictions came from
     probabilities: torch.Tensor
     targets: torch.Tensor
@@ -93,14 +107,14 @@ class _Predictions:
     losses: torch.Tensor
 
 
-def _predictions(learn: Learner, dl) -> _Predictions:
+def _predictions(learn: Learner, dl) -> Predictions:
     probabilities, targets, decoded, losses = learn.get_preds(
         dl=dl, with_decoded=True, with_loss=True
     )
-    return _Predictions(dl, probabilities, targets, decoded, losses)
+    return Predictions(dl, probabilities, targets, decoded, losses)
 
 
-def _top_loss_rows(learn: Learner, preds: _Predictions, split: str, root: Path) -> list[TopLoss]:
+def _top_loss_rows(learn: Learner, preds: Predictions, split: str, root: Path) -> list[TopLoss]:
     vocab = learn.dls.vocab
     rows = []
     for (path, _), target, decoded, probabilities, loss in zip(
@@ -125,10 +139,16 @@ def _top_loss_rows(learn: Learner, preds: _Predictions, split: str, root: Path) 
     return rows
 
 
-def _evaluate(valid: _Predictions, vocab) -> Evaluation:
+def evaluate(valid: Predictions, vocab) -> Evaluation:
+    """Accuracy overall and per class, and the count of wrong answers, of `valid`."""
     correct = valid.decoded == valid.targets
     per_class = {
         name: float(correct[valid.targets == index].float().mean())
         for index, name in enumerate(vocab)
     }
-    return Evaluation(accuracy=float(correct.float().mean()), per_class_accuracy=per_class)
+    return Evaluation(
+        accuracy=float(correct.float().mean()),
+        per_class_accuracy=per_class,
+        wrong=int((~correct).sum()),
+        count=len(correct),
+    )

@@ -24,15 +24,22 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from . import (
         classify,
         errors,
+        examples,
         explain,
+        favicon,
         feedback,
         health,
+        metrics,
         model_card,
         openapi,
+        ratelimit,
+        redis_client,
+        requestlog,
         result_store,
         secret,
         security,
         service,
+        wording,
     )
 
     config = config or {}
@@ -50,16 +57,22 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping({**FIXED_CONFIG, **defaults()})
     app.config.from_prefixed_env(ENV_PREFIX)
     app.config.from_mapping(config)
+    requestlog.init_app(app)  # first, so that every answer (a refusal too) carries its id
     security.init_app(app)
     secret.init_app(app)
     Bootstrap5(app)
     csrf = CSRFProtect(app)
     errors.init_app(app)
+    redis_client.init_app(app)
+    metrics.init_app(app)  # before the model, which reports to it
     service.init_app(app)
     result_store.init_app(app)
+    wording.init_app(app)
     for blueprint in (
         classify.bp,
         classify.api,
+        examples.bp,
+        favicon.bp,
         health.bp,
         explain.bp,
         feedback.bp,
@@ -68,4 +81,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(classify.api)  # the JSON API uses no cookies, so there is nothing to forge
+    ratelimit.init_app(app)  # last: it wraps the views the blueprints registered
     return app

@@ -1,8 +1,10 @@
-"""Classify a photo: the upload page (a form, post/redirect/get) and POST /api/predict (JSON).
+"""Classify photos: the upload page (a form, post/redirect/get) and POST /api/predict (JSON).
 
-Both go through `classify_upload`: decode, predict through the batcher, keep the upload if
-configured. Errors are raised and answered by webapp/errors.py, except that the page without
-JavaScript shows an upload's error beside the form it came from.
+One photo goes through `classify_upload`: decode, predict through the batcher, keep the upload
+if configured; several (the page's field, POST /api/predict/several) go through
+webapp/several.py, which predicts them together. Errors are
+raised and answered by webapp/errors.py, except that the page without JavaScript shows an
+upload's error beside the form it came from.
 """
 
 from __future__ import annotations
@@ -10,16 +12,27 @@ from __future__ import annotations
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from PIL import Image
 
-from classifier.errors import ImageError, NoModelError
+from classifier.errors import ExplainError, ImageError, NoModelError
 from classifier.predictor import Prediction
 
-from .errors import status_of
+from .errors import RequestError, status_of
+from .examples import page_examples
 from .forms import UploadForm
 from .result_store import remember, take_shown
-from .results import THUMBNAIL_SIDE, blank_result, data_url, heat_map_url, make_result, shrunk
+from .results import (
+    THUMBNAIL_SIDE,
+    Result,
+    blank_result,
+    data_url,
+    heat_map_url,
+    make_result,
+    shrunk,
+)
 from .service import get_service
 from .settings import TRUE_WORDS
-from .uploads import keep_upload, read_image_bytes
+from .several import classify_several, page_results
+from .uploads import keep_upload, read_image_bytes, read_image_list
+from .wording import is_sure
 
 bp = Blueprint("classify", __name__)
 api = Blueprint("api", __name__)
@@ -37,55 +50,98 @@ def classify_upload(data: bytes) -> tuple[Prediction, Image.Image]:
     return prediction, image
 
 
-@bp.app_template_global()
-def result_sentence(label: str, confidence: float) -> str:
-    """The seed app's sentence, with the confidence in percent."""
-    return f"That picture belongs to {label} ({confidence:.1%} confident)"
+def classify_for_page(uploads: list[bytes]) -> list[Result]:
+    """The page's cards for the photos sent. One photo's error is raised (shown by the field);
+    of several, each gets its own card, and only when none could be read is an error raised."""
+    if len(uploads) == 1:
+        prediction, image = classify_upload(uploads[0])
+        return [make_result(prediction, image, uploads[0])]
+    outcomes = classify_several(uploads)
+    results = page_results(outcomes)
+    errors = [outcome.error for outcome in outcomes if outcome.error]
+    if len(errors) == len(outcomes):
+        # every photo's sentence beside the field, with the first one's kind (and status)
+        raise type(errors[0])(" ".join(result.flashed for result in results)) from errors[0]
+    return results
 
 
 @bp.route("/upload", methods=["GET", "POST"])
 @bp.route("/", methods=["GET", "POST"])  # the first rule registered is the one url_for builds
 def index():
-    """Show the form; on a valid POST classify the photo (post/redirect/get)."""
+    """Show the form; on a valid POST classify the photos (post/redirect/get)."""
     form = UploadForm()
     status = 200
     if form.validate_on_submit():
         try:
-            data = form.file.data.read()
-            prediction, image = classify_upload(data)
-        except (ImageError, NoModelError) as error:
+            results = classify_for_page([upload.read() for upload in form.photos()])
+        except (ImageError, NoModelError, RequestError) as error:
             form.file.errors.append(str(error))
             status = status_of(error)
         else:
-            flash(result_sentence(prediction.label, prediction.confidence), "success")
-            remember(make_result(prediction, image, data))
+            show(results)
             return redirect(url_for("classify.index"))
     elif form.errors:
         status = 400
+    return render_page(form), status
+
+
+def show(results: list[Result]) -> None:
+    """Show `results` on the next page view; each sentence is flashed too, for a page view that
+    another worker (without the results in its memory) answers."""
+    for result in results:
+        flash(result.flashed, "warning" if result.error or not result.sure else "success")
+    remember(results)
+
+
+def render_page(form: UploadForm) -> str:
+    """The upload page, with the results to show (if any) and the examples (if any)."""
     service = get_service()
     return render_template(
         "index.html",
         form=form,
         service=service,
-        result=take_shown(),
+        results=take_shown(),
         blank=blank_result(service.classes),
-    ), status
+        examples=page_examples(),
+    )
 
 
 @api.post("/api/predict")
 def predict():
-    """Classify the posted image: {label, confidence, probabilities, device}.
+    """Classify the posted image: {label, confidence, probabilities, sure, device}.
 
     `?thumbnail=1` adds "thumbnail" and `?explain=1` adds "heatmap" (Grad-CAM for the label,
     laid over the thumbnail): JPEG data: URLs.
     """
     prediction, image = classify_upload(read_image_bytes())
-    answer = prediction.as_dict()
+    return jsonify(_answer(prediction, image))
+
+
+@api.post("/api/predict/several")
+def predict_several():
+    """Classify the images of the `files` parts together: {"results": [...]}, in the order sent,
+    each an answer as /api/predict gives it or that image's {"error", "status"}."""
+    uploads = read_image_list()
+    why_not = get_service().why_not_explainable
+    if _flag("explain") and why_not:
+        raise ExplainError(why_not)  # before any work is done
+    answers = []
+    for outcome in classify_several(uploads):
+        if outcome.prediction is not None and outcome.image is not None:
+            answers.append(_answer(outcome.prediction, outcome.image))
+        elif outcome.error is not None:
+            answers.append({"error": str(outcome.error), "status": status_of(outcome.error)})
+    return jsonify(results=answers)
+
+
+def _answer(prediction: Prediction, image: Image.Image) -> dict:
+    """The API's answer for one photo, with what the query string asks for."""
+    answer = {**prediction.as_dict(), "sure": is_sure(prediction.confidence)}
     if _flag("thumbnail"):
         answer["thumbnail"] = data_url(shrunk(image, THUMBNAIL_SIDE))
     if _flag("explain"):
         answer["heatmap"] = heat_map_url(image, prediction.label)
-    return jsonify(answer)
+    return answer
 
 
 def _flag(name: str) -> bool:

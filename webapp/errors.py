@@ -33,14 +33,29 @@ class RequestError(ValueError):
     """A request the web layer itself refuses (400); the message says what to send instead."""
 
 
+class TooManyFilesError(RequestError):
+    """More photos in one request than MAX_FILES (400, like any request to send otherwise)."""
+
+
+class ServingRefusedError(RuntimeError):
+    """The app is served in a way it refuses (debug mode, Flask's development server): 500,
+    with the sentence that says how to start it instead."""
+
+
+class StoreUnavailableError(RuntimeError):
+    """The shared store (Redis) did not answer in time; the message says what still works."""
+
+
 # the first class in an error's MRO that is listed here gives its status
 STATUSES: dict[type[Exception], int] = {
     ImageTooLargeError: 413,
     UnsupportedImageError: 415,
     ImageError: 400,  # empty, unreadable, damaged, or no file at all (webapp.uploads.NoFileError)
     RequestError: 400,
+    ServingRefusedError: 500,
     ExplainError: 501,
     NoModelError: 503,
+    StoreUnavailableError: 503,
     DeadlineExceededError: 504,
 }
 HANDLED = tuple(STATUSES)

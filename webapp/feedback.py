@@ -1,4 +1,5 @@
-"""POST /feedback: "Wrong? It is a ..." keeps the photo as `uploads/feedback/<label>/<uuid>.jpg`.
+"""POST /feedback: "Wrong? It is a ..." keeps the photo as `uploads/feedback/<label>/<uuid>.jpg`
+(SEAFRONT_FEEDBACK_FOLDER, inside SEAFRONT_UPLOAD_FOLDER unless it is an absolute path).
 
 The page's script sends the photo again; the plain form sends the id of the result kept in
 memory instead. `python train.py fit --extra uploads/feedback` takes these class folders in as
@@ -16,7 +17,7 @@ from PIL import Image
 
 from classifier.errors import ImageError, NoModelError
 
-from .errors import RequestError, error_response, status_of, wants_json
+from .errors import RequestError, StoreUnavailableError, error_response, status_of, wants_json
 from .result_store import GONE, recall, show_next
 from .results import PHOTO_SIDE, jpeg_bytes, open_photo, photo_to_keep, shrunk
 from .service import get_service
@@ -24,7 +25,6 @@ from .uploads import save_capped
 
 log = logging.getLogger(__name__)
 bp = Blueprint("feedback", __name__)
-FEEDBACK_FOLDER = "feedback"
 
 
 class FeedbackLabelError(RequestError):
@@ -32,8 +32,9 @@ class FeedbackLabelError(RequestError):
 
 
 def feedback_root() -> Path:
-    """The folder that holds one subfolder per class: <UPLOAD_FOLDER>/feedback."""
-    return Path(current_app.root_path) / current_app.config["UPLOAD_FOLDER"] / FEEDBACK_FOLDER
+    """The folder that holds one subfolder per class: <UPLOAD_FOLDER>/<FEEDBACK_FOLDER>."""
+    config = current_app.config
+    return Path(current_app.root_path) / config["UPLOAD_FOLDER"] / config["FEEDBACK_FOLDER"]
 
 
 def _class_folder(root: Path, label: str) -> Path:
@@ -94,7 +95,7 @@ def feedback():
                 return _refuse(GONE, 410)
             image = open_photo(result)
         path = save_feedback(image, label)
-    except (ImageError, RequestError, NoModelError) as error:
+    except (ImageError, RequestError, NoModelError, StoreUnavailableError) as error:
         return _refuse(str(error), status_of(error))
     log.info("Feedback: kept a photo of %s as %s", label, path.name)
     sentence = f"Thank you: the photo is kept as an example of {label} for the next training."

@@ -1,14 +1,15 @@
 """The upload form (Flask-WTF: CSRF token included)."""
 
 from flask_wtf import FlaskForm
-from flask_wtf.file import FileField, FileRequired
+from flask_wtf.file import FileField, FileRequired, MultipleFileField
+from werkzeug.datastructures import FileStorage
 from wtforms import SubmitField
 
 
 class UploadForm(FlaskForm):
-    """One photo to classify."""
+    """One photo, or several, to classify."""
 
-    file = FileField(
+    file = MultipleFileField(
         "Photo",
         validators=[FileRequired("Choose a photo to upload.")],
         render_kw={"accept": "image/*"},
@@ -19,6 +20,10 @@ class UploadForm(FlaskForm):
 
     def validate(self, extra_validators=None) -> bool:
         """Validate, taking a photo from the camera field as the photo."""
-        if not self.file.data and self.camera.data:
-            self.file.data = self.camera.data
+        if not any(self.file.data or []) and self.camera.data:
+            self.file.data = [self.camera.data]
         return super().validate(extra_validators)
+
+    def photos(self) -> list[FileStorage]:
+        """The photos sent, in the order chosen."""
+        return list(self.file.data)

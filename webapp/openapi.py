@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+import copy
+
+from flask import Blueprint, current_app, jsonify
 
 from classifier.decode import ACCEPTED_NAMES
+
+from .settings import default
 
 bp = Blueprint("openapi", __name__)
 
@@ -41,6 +45,25 @@ def _flag(name: str, description: str) -> dict:
     }
 
 
+FLAGS = [
+    _flag("thumbnail", "Add `thumbnail`: the photo, small, as a JPEG data: URL."),
+    _flag(
+        "explain",
+        "Add `heatmap`: where the model looked for the label (Grad-CAM over the photo), as a "
+        "JPEG data: URL.",
+    ),
+]
+# what the model, rather than the upload, can answer
+MODEL_ERRORS = {
+    "501": _error(
+        "`explain` was asked of a model that cannot show where it looked (no convolutional "
+        "layer, or its last feature map is under 4x4)."
+    ),
+    "503": _error("No model is installed yet."),
+    "504": _error("The model did not answer within SEAFRONT_REQUEST_TIMEOUT."),
+    "429": _error("Too many photos from this address (SEAFRONT_RATE_LIMIT)."),
+}
+
 SPEC: dict = {
     "openapi": "3.0.3",
     "info": {
@@ -50,7 +73,8 @@ SPEC: dict = {
             "Classify a photo with the served fastai model. Send the image as "
             "multipart field `file`, or as the raw body with an image/* "
             f"Content-Type. Accepted formats: {ACCEPTED_NAMES}. Every error is "
-            "JSON with one sentence that says what to do."
+            "JSON with one sentence that says what to do. Several photos at once: "
+            "POST /api/predict/several, one multipart `files` part per photo."
         ),
     },
     "paths": {
@@ -58,15 +82,7 @@ SPEC: dict = {
             "post": {
                 "operationId": "predict",
                 "summary": "Classify one image",
-                "parameters": [
-                    _flag("thumbnail", "Add `thumbnail`: the photo, small, as a JPEG data: URL."),
-                    _flag(
-                        "explain",
-                        "Add `heatmap`: where the model looked for "
-                        "the label (Grad-CAM over the photo), as a "
-                        "JPEG data: URL.",
-                    ),
-                ],
+                "parameters": FLAGS,
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -93,8 +109,52 @@ SPEC: dict = {
                     "400": _error("No image was sent, or it is empty, damaged or not an image."),
                     "413": _error("The upload or the image's dimensions exceed the limits."),
                     "415": _error("An image in a format that is not accepted."),
-                    "501": _error("`explain` was asked of a model without a convolutional layer."),
-                    "503": _error("No model is installed yet."),
+                    **MODEL_ERRORS,
+                },
+            },
+        },
+        "/api/predict/several": {
+            "post": {
+                "operationId": "predictSeveral",
+                "summary": "Classify several images at once",
+                "description": "The images share the model's forward passes. Each one gets "
+                "its own entry in `results`, in the order sent: the answer, or that image's "
+                "own error (a damaged one fails alone).",
+                "parameters": FLAGS,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["files"],
+                                "properties": {
+                                    "files": {
+                                        "type": "array",
+                                        "items": BINARY,
+                                        "minItems": 1,
+                                        "maxItems": default("MAX_FILES"),
+                                        "description": "The photos, one `files` part each: at "
+                                        "most SEAFRONT_MAX_FILES, all within "
+                                        "SEAFRONT_MAX_CONTENT_LENGTH.",
+                                    }
+                                },
+                            },
+                        },
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "One entry per image, in the order sent.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Results"}}
+                        },
+                    },
+                    "400": _error(
+                        "No `files` part was sent, or more than SEAFRONT_MAX_FILES of them."
+                    ),
+                    "413": _error("The upload is larger than SEAFRONT_MAX_CONTENT_LENGTH."),
+                    **MODEL_ERRORS,
                 },
             },
         },
@@ -109,6 +169,26 @@ SPEC: dict = {
                             "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
                         },
                     }
+                },
+            },
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: a warm model, and not draining",
+                "responses": {
+                    "200": {
+                        "description": "Send this server requests.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}
+                        },
+                    },
+                    "503": {
+                        "description": "Do not: no model is loaded, or it is shutting down.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}
+                        },
+                    },
                 },
             },
         },
@@ -127,13 +207,24 @@ SPEC: dict = {
     },
     "components": {
         "schemas": {
+            "Ready": {
+                "type": "object",
+                "required": ["ready"],
+                "properties": {"ready": {"type": "boolean"}, "reason": {"type": "string"}},
+            },
             "Prediction": {
                 "type": "object",
-                "required": ["label", "confidence", "probabilities", "device"],
+                "required": ["label", "confidence", "probabilities", "sure", "device"],
                 "additionalProperties": False,
                 "properties": {
                     "label": {"type": "string", "description": "The most probable class."},
                     "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                    "sure": {
+                        "type": "boolean",
+                        "description": "False when `confidence` is below SEAFRONT_MIN_CONFIDENCE: "
+                        "the page then says the model is not sure instead of naming `label`. "
+                        "Always true when that setting is 0 (the default).",
+                    },
                     "probabilities": {
                         "type": "object",
                         "description": "Every class of the model and its probability.",
@@ -142,6 +233,40 @@ SPEC: dict = {
                     "device": {"type": "string", "example": "cpu"},
                     "thumbnail": DATA_URL,
                     "heatmap": DATA_URL,
+                },
+            },
+            "Results": {
+                "type": "object",
+                "required": ["results"],
+                "additionalProperties": False,
+                "properties": {
+                    "results": {
+                        "type": "array",
+                        "description": "One entry per `files` part, in the order sent.",
+                        "items": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/Prediction"},
+                                {"$ref": "#/components/schemas/PhotoError"},
+                            ]
+                        },
+                    }
+                },
+            },
+            "PhotoError": {
+                "type": "object",
+                "required": ["error", "status"],
+                "additionalProperties": False,
+                "properties": {
+                    "error": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "Why this photo could not be classified.",
+                    },
+                    "status": {
+                        "type": "integer",
+                        "enum": [400, 413, 415],
+                        "description": "The status this photo alone would have got.",
+                    },
                 },
             },
             "Health": {
@@ -172,7 +297,19 @@ SPEC: dict = {
 }
 
 
+def files_field(spec: dict) -> dict:
+    """The schema of the multipart `files` field in `spec`."""
+    several = spec["paths"]["/api/predict/several"]["post"]
+    form = several["requestBody"]["content"]["multipart/form-data"]
+    return form["schema"]["properties"]["files"]
+
+
 @bp.get("/openapi.json")
 def openapi():
-    """The OpenAPI document of the JSON API."""
-    return jsonify(SPEC)
+    """The OpenAPI document of the JSON API, with this server's limit on photos per request."""
+    limit = int(current_app.config["MAX_FILES"])
+    if limit == files_field(SPEC)["maxItems"]:
+        return jsonify(SPEC)
+    spec = copy.deepcopy(SPEC)
+    files_field(spec)["maxItems"] = limit
+    return jsonify(spec)

@@ -8,15 +8,19 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+from flask import current_app
 from PIL import Image
 
 from classifier.predictor import Prediction
 
 from .service import get_service
+from .wording import is_sure, result_sentence, unsure_sentence
 
 THUMBNAIL_SIDE = 480  # sharp enough for a phone screen's width, ~40 kB as a JPEG
 PHOTO_SIDE = 1024  # the copy kept in memory for "why?" and feedback, and saved as feedback
 TOP_BARS = 5  # with more classes than this, the page shows the top five
+YOUR_PHOTO = "Your photo"
+NOT_SURE = "Not sure"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,10 @@ class Result:
     photo: bytes = b""
     heatmap: str = ""
     feedback: str = ""
+    sure: bool = True  # False: no class reaches MIN_CONFIDENCE, and the page names none
+    sentence: str = ""  # what the page says about it: the class, "not sure", or the error
+    caption: str = YOUR_PHOTO  # "Photo 2 of 3" when several were sent at once
+    error: str = ""  # this photo could not be classified: why (the sentence)
     id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     created: float = field(default_factory=time.monotonic)
 
@@ -51,6 +59,16 @@ class Result:
     def hidden_count(self) -> int:
         """How many classes have no bar (beyond the top five)."""
         return self.class_count - len(self.bars)
+
+    @property
+    def shown_label(self) -> str:
+        """The large type of the card: the class, or "Not sure"."""
+        return self.label if self.sure else NOT_SURE
+
+    @property
+    def flashed(self) -> str:
+        """The sentence flashed with it, said alone when another worker shows the page."""
+        return self.sentence if self.caption == YOUR_PHOTO else f"{self.caption}: {self.sentence}"
 
 
 def top_bars(probabilities: dict[str, float], top: int = TOP_BARS) -> list[Bar]:
@@ -89,8 +107,11 @@ def photo_to_keep(data: bytes, image: Image.Image | None = None) -> Image.Image:
     return shrunk(get_service().decode(data, at_least=PHOTO_SIDE), PHOTO_SIDE)
 
 
-def make_result(prediction: Prediction, image: Image.Image, data: bytes) -> Result:
+def make_result(
+    prediction: Prediction, image: Image.Image, data: bytes, caption: str = YOUR_PHOTO
+) -> Result:
     """The page's view of a prediction for the upload `data`, decoded as `image`."""
+    sure = is_sure(prediction.confidence)
     return Result(
         label=prediction.label,
         confidence=prediction.confidence,
@@ -98,6 +119,26 @@ def make_result(prediction: Prediction, image: Image.Image, data: bytes) -> Resu
         class_count=len(prediction.probabilities),
         thumbnail=data_url(shrunk(image, THUMBNAIL_SIDE)),
         photo=jpeg_bytes(photo_to_keep(data, image), quality=90),
+        sure=sure,
+        sentence=(
+            result_sentence(prediction.label, prediction.confidence)
+            if sure
+            else unsure_sentence(float(current_app.config["MIN_CONFIDENCE"]))
+        ),
+        caption=caption,
+    )
+
+
+def error_result(sentence: str, caption: str) -> Result:
+    """The page's card for a photo of several that could not be classified."""
+    return Result(
+        label="",
+        confidence=0.0,
+        bars=[],
+        class_count=0,
+        sentence=sentence,
+        caption=caption,
+        error=sentence,
     )
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import NoReturn
 
-from flask import Flask, Response, abort, current_app, request
+from flask import Flask, Response, current_app, request
 
 from classifier.errors import StartupError
+
+from .errors import ServingRefusedError
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +60,19 @@ def add_security_headers(response: Response) -> Response:
 
 
 def refuse_unsafe_serving() -> None:
-    """Refuse requests when debug was switched on after start-up, or the dev server serves us."""
+    """Refuse requests when debug was switched on after start-up, or the dev server serves us.
+
+    The page (or the JSON error) says why and how to start the app instead, not only the log.
+    """
     if current_app.debug:
         log.error(DEBUG_REFUSED)
-        abort(500)
+        raise ServingRefusedError(DEBUG_REFUSED)
     # tests may serve the app from a Werkzeug server in a thread; production never
     if not current_app.testing and request.environ.get("SERVER_SOFTWARE", "").startswith(
         "Werkzeug/"
     ):
         log.error(DEV_SERVER_REFUSED)
-        abort(500)
+        raise ServingRefusedError(DEV_SERVER_REFUSED)
 
 
 def _refuse_run(*args, **kwargs) -> NoReturn:
@@ -74,8 +80,24 @@ def _refuse_run(*args, **kwargs) -> NoReturn:
     raise StartupError(DEV_SERVER_REFUSED)
 
 
+def _started_by_flask_run() -> bool:
+    """True while `flask run` (Flask's development server command) is building the app."""
+    if os.environ.get("FLASK_RUN_FROM_CLI") != "true":
+        return False
+    import click  # Flask's own command line library; only `flask ...` commands get here
+
+    context = click.get_current_context(silent=True)
+    return context is not None and context.command.name == "run"
+
+
 def init_app(app: Flask) -> None:
-    """Refuse debug mode now, and add the headers and the serving checks to every request."""
+    """Refuse debug mode and `flask run` now, and add the headers and the serving checks to
+    every request."""
+    if _started_by_flask_run():  # `flask run --debug` too: the way to start it is the same
+        import click
+
+        # click prints "Error: <sentence>" and exits 1, where a StartupError would be a traceback
+        raise click.ClickException(DEV_SERVER_REFUSED)
     if app.debug:
         raise StartupError(DEBUG_REFUSED)
     app.run = _refuse_run  # type: ignore[method-assign]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -12,9 +13,10 @@ from gunicorn.errors import AppImportError
 
 from classifier.errors import StartupError
 
-from . import readtimeout
+from . import drain, readtimeout
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+log = logging.getLogger(__name__)
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -57,19 +59,63 @@ def freeze_garbage_collector() -> None:
     gc.freeze()
 
 
+# --- gunicorn's hooks (server hooks in its documentation) -------------------------------------
+
+
+def child_exit(server, worker) -> None:
+    """In the master, when a worker has exited: its live gauges stop counting (metrics)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_int(worker) -> None:
+    """A worker stopping at once (SIGINT or SIGQUIT): what it held is not finished."""
+    log.warning("Worker %s stops at once (SIGINT/SIGQUIT): requests in flight are cut", worker.pid)
+
+
+def worker_abort(worker) -> None:
+    """A worker killed by the master for not answering within gunicorn's timeout."""
+    log.error(
+        "Worker %s did not report within gunicorn's timeout and was stopped: requests in flight "
+        "were lost; a new worker starts",
+        worker.pid,
+    )
+
+
+def metrics_on_port(port: int) -> Callable[[Any], None]:
+    """A `when_ready` hook: the master serves every worker's metrics on `port` (its own thread)."""
+
+    def when_ready(server) -> None:
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(port, registry=registry)
+        log.info("Metrics at http://0.0.0.0:%d/metrics (SEAFRONT_METRICS_PORT)", port)
+
+    return when_ready
+
+
 def serve(load_app: Callable[[], Any], options: dict[str, Any]) -> None:
     """Run gunicorn here with `options` (gunicorn setting names) and the app from `load_app`.
 
-    One option is ours: `read_timeout`, the seconds a request (headers and body) may take to
-    arrive before its thread gives up on it (see webapp/readtimeout.py).
+    Two options are ours: `read_timeout`, the seconds a request (headers and body) may take to
+    arrive before its thread gives up on it (see webapp/readtimeout.py), and `drain_seconds`,
+    how long a worker goes on serving, not ready, after SIGTERM (webapp/drain.py).
     """
     options = dict(options)
     read_timeout = float(options.pop("read_timeout", readtimeout.ReadTimeoutWorker.read_timeout))
+    drain_seconds = float(options.pop("drain_seconds", 0.0))
     # no control socket: it lives in $HOME, so two servers on one machine would fight over it
     defaults = {
-        "worker_class": readtimeout.worker_class(read_timeout),
+        "worker_class": drain.worker_class(read_timeout, drain_seconds),
         "preload_app": False,
         "accesslog": "-",
         "control_socket_disable": True,
+        "child_exit": child_exit,
+        "worker_int": worker_int,
+        "worker_abort": worker_abort,
     }
     _GunicornApp(load_app, {**defaults, **options}).run()

@@ -8,6 +8,7 @@ from flask import Flask, current_app
 
 from classifier.service import ModelService
 
+from . import metrics
 from .settings import service_settings
 
 EXTENSION = "seafront.model"
@@ -15,7 +16,9 @@ EXTENSION = "seafront.model"
 
 def init_app(app: Flask) -> None:
     """Load the model once for this app (the log says which file, classes, device and time)."""
-    service = ModelService(service_settings(app.config, root=Path(app.root_path)))
+    service = ModelService(
+        service_settings(app.config, root=Path(app.root_path)), observer=metrics.observer(app)
+    )
     service.start()
     app.extensions[EXTENSION] = service
 

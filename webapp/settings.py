@@ -7,6 +7,7 @@ holds the README to it). Imports nothing heavy, so `--help` answers at once.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ class Setting:
         """The default as --help and the README write it: 60, not 60.0; true, not True."""
         if self.default is None:
             return "generated"
+        if self.default == "":
+            return "unset"
         if isinstance(self.default, bool):
             return str(self.default).lower()
         if isinstance(self.default, float):
@@ -58,9 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
         "the fastai export to serve; the default is the app's own `models/export.pkl`",
         flag="--model",
     ),
-    Setting(
-        "DEVICE", "auto", "`auto`, `cpu`, `cuda` or `cuda:N` (see GPU server)", flag="--device"
-    ),
+    Setting("DEVICE", "auto", "`auto`, `cpu`, `cuda` or `cuda:N`; see GPU server", flag="--device"),
     Setting(
         "WORKERS",
         1,
@@ -91,6 +92,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_CONTENT_LENGTH", 20 * MB, "largest upload in bytes (20 MB); above it: 413"),
     Setting("MAX_PIXELS", 50_000_000, "largest image in pixels (decompression bombs): 413"),
     Setting(
+        "MAX_FILES",
+        10,
+        "most photos classified at once (the page's several photos, `/api/predict/several`); "
+        "more: 400. Together they must fit in MAX_CONTENT_LENGTH",
+    ),
+    Setting(
+        "MIN_CONFIDENCE",
+        0.0,
+        "below this probability for the likeliest class the page says the model is not sure "
+        'instead of naming a class, and the API answers `"sure": false`; `0`: off '
+        "(see Not sure)",
+    ),
+    Setting(
         "REQUEST_TIMEOUT",
         60.0,
         "seconds a request may wait for the model; past it the "
@@ -99,7 +113,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "KEEP_UPLOADS", False, "keep each classified upload under `uploads/` with a generated name"
     ),
-    Setting("UPLOAD_FOLDER", "uploads", "where kept uploads and feedback photos go"),
+    Setting(
+        "UPLOAD_FOLDER",
+        "uploads",
+        "where kept uploads go (and feedback photos, by default); a shared volume for several "
+        "replicas (see Run more than one)",
+    ),
+    Setting(
+        "FEEDBACK_FOLDER",
+        "feedback",
+        "where feedback photos go, in one folder per class; a relative path is inside "
+        "`SEAFRONT_UPLOAD_FOLDER`",
+    ),
     Setting(
         "UPLOADS_MAX_FILES", 1000, "files kept in the uploads folder; the oldest are rotated out"
     ),
@@ -112,9 +137,62 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("FEEDBACK_MAX_BYTES", 200 * MB, "bytes of feedback photos kept (200 MB)"),
     Setting(
-        "RESULTS_KEPT", 64, "results kept in memory per worker for the page without JavaScript"
+        "RESULTS_KEPT",
+        64,
+        "results kept for the page without JavaScript: per worker in memory, or in all in Redis "
+        "with `SEAFRONT_REDIS_URL`",
     ),
     Setting("RESULTS_MAX_AGE_S", 900, "seconds such a result is kept"),
+    # a fleet: shared state, limits, metrics, shutting down (see Run more than one)
+    Setting(
+        "REDIS_URL",
+        "",
+        "Redis shared by every worker and replica (e.g. `redis://redis:6379/0`) for the results "
+        "kept for the page without JavaScript and the rate limits; unset: each worker's memory",
+    ),
+    Setting(
+        "REDIS_TIMEOUT",
+        0.5,
+        "seconds to connect to Redis and for each reply; past it the request goes on without "
+        "the feature that needed Redis",
+    ),
+    Setting(
+        "RATE_LIMIT",
+        "",
+        "per-client limit on posting photos (the page, /api/predict, Why?, feedback) in "
+        "Flask-Limiter's notation, e.g. `30/minute;500/hour`; above it: 429; unset: no limit",
+    ),
+    Setting(
+        "TRUSTED_PROXIES",
+        0,
+        "proxies in front of the app whose `X-Forwarded-For` and `X-Forwarded-Proto` are "
+        "believed (`1` behind one nginx); `0`: the connection's own address is the client",
+    ),
+    Setting("METRICS", True, "serve Prometheus metrics (requests, latency, batches, the model)"),
+    Setting(
+        "METRICS_PORT",
+        0,
+        "serve the metrics on this port (all interfaces) instead of at the app's `/metrics`; "
+        "`0`: at `/metrics`",
+    ),
+    Setting(
+        "DRAIN_SECONDS",
+        0.0,
+        "after SIGTERM, seconds `/readyz` answers 503 while requests are still served, so that "
+        "a load balancer stops sending before the app stops listening",
+    ),
+    Setting(
+        "GRACEFUL_TIMEOUT",
+        30.0,
+        "after SIGTERM and the drain, seconds the requests already accepted get to finish; "
+        "then the workers are killed",
+    ),
+    Setting(
+        "ACCESS_LOG",
+        "text",
+        "`text` (gunicorn's line per request), `json` (one JSON object per request, with its "
+        "request id) or `off`",
+    ),
     # the model (ServiceSettings)
     Setting(
         "MODEL_RELOAD_INTERVAL",
@@ -170,6 +248,20 @@ FIXED_CONFIG: dict[str, Any] = {
 def default(key: str) -> Any:
     """The default of setting `key`."""
     return BY_KEY[key].default
+
+
+def from_env(key: str) -> Any:
+    """Setting `key` from its environment variable, as the type of its default (or the default).
+
+    For what gunicorn's master reads before any app exists (the apps read app.config).
+    """
+    raw = os.environ.get(BY_KEY[key].env)
+    if raw is None:
+        return default(key)
+    kind = type(default(key))
+    if kind is bool:
+        return raw.strip().lower() in TRUE_WORDS
+    return kind(raw)
 
 
 def defaults() -> dict[str, Any]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import logging
 import os
-import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from flask import current_app, request
@@ -16,7 +18,6 @@ from classifier.errors import ImageError
 from formats.atomic import write_atomically
 
 log = logging.getLogger(__name__)
-_rotation_lock = threading.Lock()  # one rotation at a time in this process
 
 
 class NoFileError(ImageError):
@@ -34,6 +35,17 @@ def read_image_bytes() -> bytes:
         "No image was sent: post it as multipart field `file`, or as the body "
         "with an image/* Content-Type."
     )
+
+
+def read_image_list() -> list[bytes]:
+    """The images of multipart field `files`, one part per photo, in the order sent."""
+    uploads = request.files.getlist("files")
+    if not uploads:
+        raise NoFileError(
+            "No photos were sent: post each one as a multipart `files` part (one photo alone "
+            "may also go to /api/predict as `file`)."
+        )
+    return [upload.read() for upload in uploads]
 
 
 def keep_upload(data: bytes) -> Path | None:
@@ -71,8 +83,10 @@ def save_capped(
     bytes, by default the app's UPLOADS_MAX_FILES and UPLOADS_MAX_BYTES; the newest file always
     stays. With `cap_root` (a folder above `folder`, e.g. uploads/feedback for
     uploads/feedback/<label>), the caps count and rotate every file under `cap_root` instead.
-    Safe from many threads and processes: files appear complete (formats.atomic: written under
-    a hidden name, then renamed), and a file another process has already rotated out is skipped.
+    Safe from many threads, processes and replicas sharing the folder: files appear complete
+    (formats.atomic: written under a hidden name, then renamed), and one rotation runs at a time
+    (an flock on the capped folder itself), so once the writes in flight are done the folder is
+    within its caps and no more was deleted than needed.
     """
     if max_files is None:
         max_files = int(current_app.config["UPLOADS_MAX_FILES"])
@@ -81,15 +95,35 @@ def save_capped(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = write_atomically(folder / f"{uuid.uuid4().hex}.{extension.lower().lstrip('.')}", data)
-    with _rotation_lock:
+    capped = Path(cap_root) if cap_root else folder
+    with _one_rotation_at_a_time(capped):
         _rotate(
-            Path(cap_root) if cap_root else folder,
+            capped,
             keep=path,
             max_files=max_files,
             max_bytes=max_bytes,
             recursive=cap_root is not None,
         )
     return path
+
+
+@contextlib.contextmanager
+def _one_rotation_at_a_time(folder: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `folder` itself (no lock file to clutter it): threads,
+    processes and containers on one host take turns, and so do machines on a shared file system
+    that supports flock. Where it does not (NFS, which emulates flock with byte-range locks that
+    a folder cannot take), the rotation runs unlocked: the caps still hold once the writes in
+    flight are done, and a rotation racing another may delete a few more old files than needed.
+    """
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError as error:
+            log.debug("Rotating %s without a lock: %s", folder, error)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def _finished_files(folder: Path, recursive: bool) -> list[tuple[int, str, int, Path]]:

@@ -64,6 +64,8 @@ def create_review_app(data_dir: Path, reports_dir: Path, config: dict | None = N
 def serve(data_dir: Path, reports_dir: Path, port: int) -> None:
     """Serve the review page on 127.0.0.1:`port` (never other interfaces) until interrupted."""
     # built here rather than in the worker so that a bad DIR is a StartupError for the CLI
+    # logging first: the address below is the one line the user needs
+    server.configure_logging()
     app = create_review_app(data_dir, reports_dir)
     log.info("review page for %s: http://127.0.0.1:%d/", data_dir, port)
     server.serve(lambda: app, {"bind": f"127.0.0.1:{port}", "workers": 1, "threads": 4})
