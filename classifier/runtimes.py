@@ -60,8 +60,9 @@ class TorchRuntime(Runtime):
 
     On a GPU reduced precision is autocast (matmuls and convolutions in bf16 or fp16 on the
     tensor cores, the rest in fp32). On the CPU it is a copy of the model with bf16 weights fed
-    bf16 inputs: measured on the 2-core AMD EPYC (AVX512-BF16) with a resnet34 it took 30% less
-    time than autocast, which converts every weight on every call (bench/RESULTS.md).
+    bf16 inputs: on the 2-core AMD EPYC (AVX512-BF16), a resnet34 at batch 8 took 6-39% less
+    time per image that way than with autocast, which converts every weight on every call; at
+    batch 1 neither was reliably faster (bench/RESULTS.md, 2026-12-02).
     """
 
     takes_channels_last = True
