@@ -1,48 +1,178 @@
-"""Decode uploaded bytes into an upright RGB Pillow image, in memory, or say clearly why not."""
+"""Decode uploaded bytes into an upright RGB Pillow image, in memory, or say clearly why not.
+
+Every decode is bounded by what the image is, not only by its byte size (README, "Hostile
+input"): only the accepted formats are ever parsed, a JPEG's scan count is read from its
+markers before any pixel is decoded, the pixel limit is a memory budget in bytes for the image's
+own mode, and the image is reduced to the size asked for right after it is read, before any
+conversion copies it.
+"""
 
 from __future__ import annotations
 
 import io
+import re
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import (
     EmptyImageError,
+    ImageTooComplexError,
     ImageTooLargeError,
     UnreadableImageError,
     UnsupportedImageError,
 )
 
-# MPO is the multi-picture JPEG many phone cameras write; Pillow reports it as its own format.
-ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
+# The Pillow plugins that may parse an upload. MPO, the multi-picture JPEG many phone cameras
+# write, is opened by the JPEG plugin; Pillow then reports it as its own format.
+OPENED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 ACCEPTED_NAMES = "JPEG, PNG, WebP, GIF, BMP or TIFF"
-HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+# Real progressive photos have about 10 scans; each scan costs a pass over every pixel, so a
+# file of thousands of tiny repeated scans is a CPU bomb (1.3 ms per scan at 16 MP).
+MAX_JPEG_SCANS = 100
+# The budget for one decoded image is MAX_PIXELS pixels of 8-bit RGB
+BUDGET_BYTES_PER_PIXEL = 3
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;16B": 2,
+                    "I;16L": 2, "I;16N": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}  # fmt: skip
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+# A JPEG marker inside entropy-coded data: 0xFF followed by anything but a stuffed 0x00, a
+# restart marker (0xD0-0xD7) or a fill byte
+_NEXT_MARKER = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
+_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI
+
+
+def _article(name: str) -> str:
+    """'an' before a vowel sound (an ICO, an EPS), 'a' otherwise (a DDS, a PSD)."""
+    return "an" if name[:1].upper() in "AEFHILMNORSX" else "a"
+
+
+def _refused_format(data: bytes) -> str | None:
+    """The name of the format `data` looks like, by its first bytes only (nothing is parsed)."""
+    Image.init()
+    prefix = data[:16]
+    for name, (_, accept) in Image.OPEN.items():
+        if name not in OPENED_FORMATS and accept is not None:
+            try:
+                if accept(prefix):
+                    return name
+            except Exception:  # noqa: BLE001 - a plugin's prefix test failing means "not mine"
+                continue
+    return None
 
 
 def _open(data: bytes) -> Image.Image:
-    """Open the image header; no pixels are decoded yet."""
+    """Open the image header with the accepted plugins only; no pixels are decoded yet."""
     if not data:
         raise EmptyImageError("The upload is empty: choose a photo and send it again.")
     try:
-        return Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            # the pixel limit is checked below, with a sentence; Pillow's warning only adds noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data), formats=OPENED_FORMATS)
     except Image.DecompressionBombError as error:
         raise ImageTooLargeError(
             "That image's dimensions are too large to process: send a smaller photo."
         ) from error
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    # any exception a plugin's header parser raises (NotImplementedError, struct.error, ...)
+    except Exception as error:
+        name = _refused_format(data) if isinstance(error, UnidentifiedImageError) else None
+        if name:
+            raise UnsupportedImageError(
+                f"That file is {_article(name)} {name} image, which is not accepted: "
+                f"send a {ACCEPTED_NAMES}."
+            ) from error
         raise UnreadableImageError(
             f"That file could not be read as an image: send a {ACCEPTED_NAMES} photo."
         ) from error
 
 
+def jpeg_scan_count(data: bytes) -> int:
+    """The number of scans (SOS markers) in the first image of a JPEG, read from its markers."""
+    scans, position, end = 0, 2, len(data)
+    while position + 4 <= end:
+        if data[position] != 0xFF:
+            return scans  # not a marker where one must be: the decoder reports the damage
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker == 0xD9:  # EOI: later images of an MPO are not decoded
+            return scans
+        if marker in _STANDALONE_MARKERS:
+            position += 2
+            continue
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xDA:
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                return scans
+            found = _NEXT_MARKER.search(data, position)
+            if found is None:
+                return scans
+            position = found.start()
+    return scans
+
+
+def bytes_per_pixel(mode: str) -> int:
+    """How many bytes Pillow holds per pixel of `mode` (4 for RGBA, I and F, 1 for P)."""
+    return _BYTES_PER_PIXEL.get(mode, 4)
+
+
+def _check_budget(image: Image.Image, max_pixels: int) -> None:
+    """Refuse an image whose pixels, in its own mode, exceed MAX_PIXELS of 8-bit RGB."""
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"That image is {width}x{height} pixels, more than the limit of {max_pixels:,}: "
+            "send a smaller photo."
+        )
+    needed = width * height * bytes_per_pixel(image.mode)
+    budget = max_pixels * BUDGET_BYTES_PER_PIXEL
+    if needed > budget:
+        raise ImageTooLargeError(
+            f"That image is {width}x{height} pixels of {image.mode}, which would take "
+            f"{needed / 2**20:,.0f} MB to decode, more than the limit of {budget / 2**20:,.0f} MB "
+            f"({max_pixels:,} pixels of 8-bit RGB): send a smaller photo, or save it as an "
+            "8-bit JPEG or PNG."
+        )
+
+
+def _check_scans(image: Image.Image, data: bytes) -> None:
+    """Refuse a JPEG of absurdly many scans before any of them is decoded."""
+    if image.format in ("JPEG", "MPO") and jpeg_scan_count(data) > MAX_JPEG_SCANS:
+        raise ImageTooComplexError(
+            f"That JPEG is stored in more than {MAX_JPEG_SCANS} scans (a photo has about 10), "
+            "which would take too long to decode: save it again as an ordinary JPEG."
+        )
+
+
+def _reduced(image: Image.Image, size: int | None) -> Image.Image:
+    """`image` shrunk by a whole factor while both sides stay at least `size` (Image.reduce:
+    one cheap box filter); the learner's own resize then does the rest."""
+    if not size:
+        return image
+    factor = min(image.size) // size
+    if factor < 2 or image.mode in ("P", "PA", "1") or image.mode in SIXTEEN_BIT_MODES:
+        # palette values are indices and Pillow cannot reduce 16-bit modes: these are reduced
+        # after conversion to 8 bits
+        return image
+    return image.reduce(factor)
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any mode to 8-bit RGB, as fastai's own loader does for training images."""
-    if image.mode in HIGH_BIT_MODES:
-        # Pillow's convert() clips 16-bit values at 255 (a near-white image); scale instead
-        pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(pixels.max()), 1.0)
-        image = Image.fromarray(np.clip(np.rint(pixels * (255.0 / top)), 0, 255).astype(np.uint8))
+    if image.mode in SIXTEEN_BIT_MODES:
+        # Pillow's convert() clips 16-bit values at 255 (a near-white image), and it can neither
+        # reduce nor map these modes: keep the top byte of each value, read through a view of
+        # one 16-bit copy (no float64 array: 5 bytes a pixel at the peak instead of 18)
+        pixels = np.asarray(image).astype("<u2", copy=False)
+        top_bytes = pixels.view(np.uint8).reshape(*pixels.shape, 2)[..., 1]
+        image = Image.fromarray(np.ascontiguousarray(top_bytes))
+    elif image.mode in ("I", "F"):
+        high = image.getextrema()[1]
+        scale = 255.0 / max(float(high), 1.0)  # type: ignore[arg-type]  # one band: a number
+        image = image.point(lambda value: value * scale).convert("L")
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
@@ -55,35 +185,32 @@ def _upright(image: Image.Image) -> Image.Image:
 
 
 def decode_image(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> Image.Image:
-    """Decode `data` to an upright RGB image of at most `max_pixels` (SEAFRONT_MAX_PIXELS); JPEGs
-    at reduced scale when `draft_size` allows.
+    """Decode `data` to an upright RGB image within the budget of `max_pixels`
+    (SEAFRONT_MAX_PIXELS), reduced while both sides stay at least `draft_size`.
 
     Raises an ImageError subclass, whose message is a sentence for the user, on anything else.
     """
     image = _open(data)
-    if image.format not in ACCEPTED_FORMATS:
-        raise UnsupportedImageError(
-            f"That file is a {image.format} image, which is not accepted: send a {ACCEPTED_NAMES}."
-        )
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"That image is {width}x{height} pixels, more than the limit of {max_pixels:,}: "
-            "send a smaller photo."
-        )
+    _check_budget(image, max_pixels)
+    _check_scans(image, data)
     if draft_size and image.format in ("JPEG", "MPO"):
         # JPEG can decode at 1/2, 1/4 or 1/8 scale for a fraction of the cost; Pillow picks
         # the smallest scale that still covers the requested size.
         image.draft("RGB", (draft_size, draft_size))
     try:
-        image.load()
-        return _to_rgb(_upright(image))
-    except Image.DecompressionBombError as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+            # reduce first, so that conversion and rotation copy the small image only
+            image = _to_rgb(_reduced(image, draft_size))
+            return _upright(_reduced(image, draft_size))  # a palette image is reduced as RGB
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageTooLargeError(
             "That image is too large to process: send a smaller photo."
         ) from error
     # Pillow's decoders raise many exception types on corrupt input (OSError for truncated
-    # files, SyntaxError, ValueError, struct.error, IndexError, ...), so the net is wide
+    # files, SyntaxError, ValueError, struct.error, IndexError, NotImplementedError, ...), so
+    # the net is wide
     except Exception as error:
         raise UnreadableImageError(
             "That image is damaged or truncated and could not be decoded: send the photo again "

@@ -44,6 +44,14 @@ class ImageTooLargeError(ImageError):
     """The image's dimensions exceed the pixel limit (a decompression bomb, or just too big)."""
 
 
+class ImageTooComplexError(ImageError):
+    """The image would cost far more to decode than its size suggests (a JPEG of many scans)."""
+
+
+class DecoderBusyError(RuntimeError):
+    """Every decoding slot stayed busy for the whole wait; the message says to try again."""
+
+
 class NoModelError(RuntimeError):
     """No model is loaded; the message says how to get one."""
 

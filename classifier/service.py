@@ -22,7 +22,7 @@ from .backend import Choice, candidates, choose_runtime, resolve_backends, serve
 from .batcher import BatcherClosedError, DynamicBatcher
 from .decode import decode_image
 from .device import CudaQuery, choose_device
-from .errors import DeadlineExceededError, ExplainError, NoModelError
+from .errors import DeadlineExceededError, DecoderBusyError, ExplainError, NoModelError
 from .explain import Explainer, Explanation, why_not_explainable
 from .integrity import CardCheck, FileState, read_checked
 from .loading import load_export
@@ -73,6 +73,7 @@ class ServiceSettings:
     precision: str  # auto, fp32, bf16 or fp16; auto is bf16 where the hardware computes it
     backend: str  # auto, torch, onnxruntime or openvino (backend.py)
     request_timeout: float  # seconds a request may wait for the model before it is dropped
+    max_decodes: int  # uploads decoded at once per worker, below the request threads
 
 
 class ModelService:
@@ -95,6 +96,9 @@ class ModelService:
             precision_asked=(settings.precision or "auto").strip().lower() != "auto",
         )
         self.threads = 1
+        # decodes hold CPU and memory by the image's size: fewer at once than request threads,
+        # so a burst of large uploads queues here instead of starving every other request
+        self._decoding = threading.BoundedSemaphore(max(1, settings.max_decodes))
         self.choice: Choice | None = None  # how the loaded model runs, and what else was tried
         # the classifier and its batcher, swapped together in one assignment on a reload
         self._loaded: tuple[Classifier, DynamicBatcher] | None = None
@@ -307,10 +311,23 @@ class ModelService:
     def decode(self, data: bytes, at_least: int | None = None) -> Image.Image:
         """Decode an upload as predict_bytes does, or for at least `at_least` px (ImageError)."""
         classifier, _ = self._require_model()
-        draft_size = (at_least or classifier.draft_size) if self.settings.draft_decode else None
-        started = time.perf_counter()
-        image = decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
-        self.observer.decoded(time.perf_counter() - started)
+        draft_size = classifier.draft_size  # None: the model takes the photo as it is
+        if draft_size is not None and at_least is not None:
+            draft_size = max(draft_size, at_least)
+        if not self.settings.draft_decode:
+            draft_size = None
+        wait = self.settings.request_timeout
+        if not self._decoding.acquire(timeout=wait):
+            raise DecoderBusyError(
+                f"The server is busy decoding other photos and none finished within {wait:g} s "
+                "(SEAFRONT_REQUEST_TIMEOUT): try again in a moment."
+            )
+        try:
+            started = time.perf_counter()
+            image = decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
+            self.observer.decoded(time.perf_counter() - started)
+        finally:
+            self._decoding.release()
         return image
 
     @property

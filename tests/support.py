@@ -158,6 +158,15 @@ class LiveServer:
 DATA_URL = re.compile(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)")
 
 
+def post_file(client, data: bytes, filename: str = "photo.png"):
+    """Post `data` as multipart field `file`."""
+    return client.post(
+        "/api/predict",
+        data={"file": (io.BytesIO(data), filename)},
+        content_type="multipart/form-data",
+    )
+
+
 def upload(client, data: bytes, field: str = "file", filename: str = "photo.png"):
     """Read the page's CSRF token and post the form with `data` in `field`."""
     token = read_csrf_token(client.get("/").get_data(as_text=True))

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from PIL import Image
 
 from .imagemaker import encode
-
-
-def post_file(client, data: bytes, filename: str = "photo.png"):
-    """Post `data` as multipart field `file`."""
-    return client.post(
-        "/api/predict",
-        data={"file": (io.BytesIO(data), filename)},
-        content_type="multipart/form-data",
-    )
+from .support import post_file
 
 
 def test_predict_answers_label_confidence_probabilities_sure_and_device(client, png_pictures):

@@ -10,8 +10,10 @@ import pytest
 
 from classifier.errors import (
     DeadlineExceededError,
+    DecoderBusyError,
     EmptyImageError,
     ExplainError,
+    ImageTooComplexError,
     ImageTooLargeError,
     NoModelError,
     UnreadableImageError,
@@ -36,6 +38,8 @@ from .support import read_csrf_token
         (UnsupportedImageError("x"), 415),
         (ExplainError("x"), 501),
         (NoModelError("x"), 503),
+        (DecoderBusyError("x"), 503),
+        (ImageTooComplexError("x"), 400),
         (DeadlineExceededError("x"), 504),
         (RuntimeError("x"), 500),
     ],

@@ -20,6 +20,7 @@ from .examples import page_examples
 from .forms import UploadForm
 from .result_store import remember, take_shown
 from .results import (
+    PHOTO_SIDE,
     THUMBNAIL_SIDE,
     Result,
     blank_result,
@@ -38,13 +39,14 @@ bp = Blueprint("classify", __name__)
 api = Blueprint("api", __name__)
 
 
-def classify_upload(data: bytes) -> tuple[Prediction, Image.Image]:
+def classify_upload(data: bytes, at_least: int | None = None) -> tuple[Prediction, Image.Image]:
     """Decode and classify uploaded bytes (ImageError, NoModelError), keeping them if configured.
 
-    Returns the decoded image too, for the thumbnail and "why?".
+    Returns the decoded image too, at least `at_least` px where the photo is (for the
+    thumbnail and "why?"; the model's own input may be far smaller).
     """
     service = get_service()
-    image = service.decode(data)
+    image = service.decode(data, at_least=at_least)
     prediction = service.predict_image(image)
     keep_upload(data)
     return prediction, image
@@ -54,9 +56,10 @@ def classify_for_page(uploads: list[bytes]) -> list[Result]:
     """The page's cards for the photos sent. One photo's error is raised (shown by the field);
     of several, each gets its own card, and only when none could be read is an error raised."""
     if len(uploads) == 1:
-        prediction, image = classify_upload(uploads[0])
+        # decoded once, large enough for the photo kept for "why?" and its thumbnail
+        prediction, image = classify_upload(uploads[0], at_least=PHOTO_SIDE)
         return [make_result(prediction, image, uploads[0])]
-    outcomes = classify_several(uploads)
+    outcomes = classify_several(uploads, at_least=THUMBNAIL_SIDE)
     results = page_results(outcomes)
     errors = [outcome.error for outcome in outcomes if outcome.error]
     if len(errors) == len(outcomes):
@@ -113,7 +116,10 @@ def predict():
     `?thumbnail=1` adds "thumbnail" and `?explain=1` adds "heatmap" (Grad-CAM for the label,
     laid over the thumbnail): JPEG data: URLs.
     """
-    prediction, image = classify_upload(read_image_bytes())
+    wants_pictures = _flag("thumbnail") or _flag("explain")
+    prediction, image = classify_upload(
+        read_image_bytes(), at_least=THUMBNAIL_SIDE if wants_pictures else None
+    )
     return jsonify(_answer(prediction, image))
 
 
@@ -126,7 +132,8 @@ def predict_several():
     if _flag("explain") and why_not:
         raise ExplainError(why_not)  # before any work is done
     answers = []
-    for outcome in classify_several(uploads):
+    wants_pictures = _flag("thumbnail") or _flag("explain")
+    for outcome in classify_several(uploads, at_least=THUMBNAIL_SIDE if wants_pictures else None):
         if outcome.prediction is not None and outcome.image is not None:
             answers.append(_answer(outcome.prediction, outcome.image))
         elif outcome.error is not None:

@@ -19,6 +19,7 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException, InternalServe
 
 from classifier.errors import (
     DeadlineExceededError,
+    DecoderBusyError,
     ExplainError,
     ImageError,
     ImageTooLargeError,
@@ -55,6 +56,7 @@ STATUSES: dict[type[Exception], int] = {
     ServingRefusedError: 500,
     ExplainError: 501,
     NoModelError: 503,
+    DecoderBusyError: 503,
     StoreUnavailableError: 503,
     DeadlineExceededError: 504,
 }
@@ -131,7 +133,9 @@ def handle_http_error(error: HTTPException):
 
 def handle_raised(error: Exception):
     """An error raised on purpose: its own sentence, with the status STATUSES gives it."""
-    return error_response(str(error), status_of(error))
+    status = status_of(error)
+    # a 503 is a moment's business (busy decoders, a model on its way): say when to come back
+    return error_response(str(error), status, [("Retry-After", "5")] if status == 503 else None)
 
 
 def handle_unexpected(error: Exception):

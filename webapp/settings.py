@@ -111,6 +111,12 @@ SETTINGS: tuple[Setting, ...] = (
         "request is dropped unrun and answered 504",
     ),
     Setting(
+        "MAX_DECODES",
+        2,
+        "uploads each worker decodes at once; others wait for a turn (up to "
+        "`SEAFRONT_REQUEST_TIMEOUT`, then 503), so large photos can't take every request thread",
+    ),
+    Setting(
         "KEEP_UPLOADS", False, "keep each classified upload under `uploads/` with a generated name"
     ),
     Setting(

@@ -46,15 +46,16 @@ def caption(position: int, count: int) -> str:
     return f"Photo {position} of {count}"
 
 
-def classify_several(uploads: list[bytes]) -> list[Outcome]:
-    """Decode each upload, then predict the readable ones together; one Outcome per upload,
-    in order. A missing model or a deadline fails them all (NoModelError, DeadlineExceeded)."""
+def classify_several(uploads: list[bytes], at_least: int | None = None) -> list[Outcome]:
+    """Decode each upload (at least `at_least` px where the photo is), then predict the readable
+    ones together; one Outcome per upload, in order. A missing model or a deadline fails them
+    all (NoModelError, DeadlineExceeded)."""
     check_count(len(uploads))
     service = get_service()
     outcomes = []
     for data in uploads:
         try:
-            outcomes.append(Outcome(data, image=_held(service.decode(data))))
+            outcomes.append(Outcome(data, image=_held(service.decode(data, at_least=at_least))))
         except ImageError as error:
             outcomes.append(Outcome(data, error=error))
     readable = [outcome for outcome in outcomes if outcome.image is not None]
