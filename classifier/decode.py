@@ -36,6 +36,7 @@ BUDGET_BYTES_PER_PIXEL = 3
 _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;16B": 2,
                     "I;16L": 2, "I;16N": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}  # fmt: skip
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+_BAND_ROWS = 256  # rows of a 16-bit image converted at once
 # A JPEG marker inside entropy-coded data: 0xFF followed by anything but a stuffed 0x00, a
 # restart marker (0xD0-0xD7) or a fill byte
 _NEXT_MARKER = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
@@ -164,11 +165,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any mode to 8-bit RGB, as fastai's own loader does for training images."""
     if image.mode in SIXTEEN_BIT_MODES:
         # Pillow's convert() clips 16-bit values at 255 (a near-white image), and it can neither
-        # reduce nor map these modes: keep the top byte of each value, read through a view of
-        # one 16-bit copy (no float64 array: 5 bytes a pixel at the peak instead of 18)
-        pixels = np.asarray(image).astype("<u2", copy=False)
-        top_bytes = pixels.view(np.uint8).reshape(*pixels.shape, 2)[..., 1]
-        image = Image.fromarray(np.ascontiguousarray(top_bytes))
+        # reduce nor map these modes: keep the top byte of each value, a band of rows at a time,
+        # so that no full-size copy is made beside the 8-bit result (no float64 array either)
+        width, height = image.size
+        grey = np.empty((height, width), dtype=np.uint8)
+        for top in range(0, height, _BAND_ROWS):
+            band = np.asarray(image.crop((0, top, width, min(top + _BAND_ROWS, height))))
+            band = band.astype("<u2", copy=False)
+            grey[top : top + len(band)] = band.view(np.uint8).reshape(*band.shape, 2)[..., 1]
+        image = Image.fromarray(grey)
     elif image.mode in ("I", "F"):
         high = image.getextrema()[1]
         scale = 255.0 / max(float(high), 1.0)  # type: ignore[arg-type]  # one band: a number
