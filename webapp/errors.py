@@ -15,7 +15,15 @@ import logging
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import ClientDisconnected, HTTPException, InternalServerError
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import (
+    BadRequest,
+    ClientDisconnected,
+    HTTPException,
+    InternalServerError,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+)
 
 from classifier.errors import (
     DeadlineExceededError,
@@ -111,7 +119,18 @@ def _sentence(error: HTTPException) -> str:
             "The upload did not arrive completely (the connection was cut, or it was too "
             "slow): send the photo again."
         )
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        methods = [m for m in error.valid_methods if m not in ("HEAD", "OPTIONS")]
+        return f"This address takes {' or '.join(sorted(methods))} requests only."
     limit = request.max_content_length or 0
+    length = request.content_length
+    if isinstance(error, RequestEntityTooLarge) and length is not None and length <= limit:
+        # Werkzeug's own form limits, not the upload size, refused this one
+        return (
+            f"The form has too many parts (more than {request.max_form_parts:,}) or a field "
+            f"larger than {size_in_words(request.max_form_memory_size or 0)}: send one photo "
+            "per file field."
+        )
     template = SENTENCES.get(error.code or 500, error.description or SENTENCES[500])
     return template.format(limit=size_in_words(limit))
 
@@ -140,6 +159,14 @@ def handle_raised(error: Exception):
 
 def handle_unexpected(error: Exception):
     """Log the traceback for us; show the user a sentence."""
+    if isinstance(error, ParseException):
+        # gunicorn found the body's framing broken while the app read it (a chunk size of
+        # `zz`, a missing CRLF): the client's mistake, not ours
+        return error_response(
+            "The request body's framing is broken (a malformed chunked encoding): send the "
+            "photo again.",
+            BadRequest.code,
+        )
     log.exception("Unhandled error on %s %s", request.method, request.path)
     return handle_http_error(InternalServerError())
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from flask import current_app, request
 from PIL import Image
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from classifier.errors import ImageError
 from formats.atomic import write_atomically
@@ -29,12 +30,29 @@ def read_image_bytes() -> bytes:
     upload = request.files.get("file")
     if upload is not None:
         return upload.read()
-    if request.mimetype.startswith("image/"):
-        return request.get_data(cache=False)
+    # a raw body of unnamed bytes is an image too: decode() says if it is not one
+    if request.mimetype.startswith("image/") or request.mimetype == "application/octet-stream":
+        return _raw_body()
     raise NoFileError(
         "No image was sent: post it as multipart field `file`, or as the body "
         "with an image/* Content-Type."
     )
+
+
+def _raw_body() -> bytes:
+    """The request body, or 413 when it is larger than MAX_CONTENT_LENGTH.
+
+    A body sent chunked has no Content-Length for Werkzeug to refuse up front, and its
+    limited stream ends quietly at the limit: so one byte more is read from the server's own
+    stream here, and a body that has it is refused rather than classified cut short.
+    """
+    limit = request.max_content_length
+    if request.content_length is not None or limit is None:
+        return request.get_data(cache=False)
+    data = request.environ["wsgi.input"].read(limit + 1)
+    if len(data) > limit:
+        raise RequestEntityTooLarge()
+    return data
 
 
 def read_image_list() -> list[bytes]:
