@@ -12,6 +12,7 @@ import http.client
 import io
 import socket
 import time
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -145,22 +146,30 @@ def _get(url: str, deadline: float) -> tuple[http.client.HTTPConnection, http.cl
             return connection, response
         connection.close()  # a redirect's or an error's body is never read
         if response.status not in REDIRECT_STATUSES:
-            raise FetchError(f"HTTP {response.status} {response.reason}".strip())
+            raise FetchError(f"HTTP {response.status} {_phrase(response.status)}".strip())
         location = response.getheader("Location")
         if not location:
             raise FetchError(f"HTTP {response.status} redirect without a Location")
         url = urlquote(urljoin(url, location.strip()))
-        scheme = urlsplit(url).scheme
-        if scheme not in WEB_SCHEMES:
+        if urlsplit(url).scheme not in WEB_SCHEMES:
             raise FetchError(
-                f"redirected to a {scheme or 'schemeless'}: URL ({url[:60]}); "
-                "only http and https redirects are followed"
+                f"redirected to {url[:60]}: only http and https redirects are followed"
             )
     raise FetchError(f"more than {MAX_REDIRECTS} redirects")
 
 
+def _phrase(status: int) -> str:
+    """The standard words for `status` (a server's own reason phrase can say anything)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 def size_text(n: int) -> str:
-    """A byte count for people: 20 MB, 512 KB, 900 bytes."""
+    """A byte count for people: 50 GB, 20 MB, 512 KB, 900 bytes."""
+    if n >= 1024 * MB:
+        return f"{n / (1024 * MB):.3g} GB"
     if n >= MB:
         return f"{n / MB:.3g} MB"
     if n >= 1024:
