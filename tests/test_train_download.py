@@ -4,7 +4,6 @@ and hostile sites (endless bodies, tricklers, odd redirects, a PNG bomb) that it
 from __future__ import annotations
 
 import argparse
-import functools
 import io
 import re
 import threading
@@ -25,7 +24,7 @@ from training.cli import DOWNLOAD_MAX_BYTES, byte_size
 from training.download import SHOWN_PROBLEMS, ClassCounts, format_problems, url_filename
 from webapp import settings
 
-from .hostile import png
+from .hostile import full_png_bomb
 
 
 class ImageServer:
@@ -188,12 +187,6 @@ def trickle(wfile, data: bytes) -> None:
             time.sleep(SLOW_BYTE)
     except OSError:
         pass  # the client gave up, as it should
-
-
-@functools.cache
-def full_png_bomb(side: int) -> bytes:
-    """A complete, valid 1-bit PNG of side x side white pixels: a few KB for 169 MP at 13000."""
-    return png(side, side, 1, 0, (b"\x00" + b"\xff" * ((side + 7) // 8)) * side)
 
 
 class HostileServer:
