@@ -144,7 +144,8 @@ def _get(url: str, deadline: float) -> tuple[http.client.HTTPConnection, http.cl
         response = connection.getresponse()
         if 200 <= response.status < 300:
             return connection, response
-        connection.close()  # a redirect's or an error's body is never read
+        response.close()  # a redirect's or an error's body is never read
+        connection.close()
         if response.status not in REDIRECT_STATUSES:
             raise FetchError(f"HTTP {response.status} {_phrase(response.status)}".strip())
         location = response.getheader("Location")
