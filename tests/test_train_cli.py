@@ -27,6 +27,8 @@ from training.fit import FitResult
 from training.learner import FALLBACK_LR, choose_learning_rate
 from training.promotion import Comparison
 
+from .hostile import full_png_bomb
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -60,6 +62,12 @@ def too_few_images(tmp: Path) -> list[str]:
 def broken_image(tmp: Path) -> list[str]:
     data = two_classes(tmp / "data")
     (data / "1" / "broken.jpg").write_bytes(b"not a picture")
+    return ["fit", "--data", str(data)]
+
+
+def png_bomb(tmp: Path) -> list[str]:
+    data = two_classes(tmp / "data")
+    (data / "1" / "bomb.png").write_bytes(full_png_bomb(13000))  # 169 MP in 46 KB
     return ["fit", "--data", str(data)]
 
 
@@ -106,6 +114,7 @@ BAD_INPUTS = [
     pytest.param(no_class_folders, "found 0 class", id="no class folders"),
     pytest.param(too_few_images, "too few to split", id="class with too few images"),
     pytest.param(broken_image, "cannot be opened", id="image that does not open"),
+    pytest.param(png_bomb, "over the app's limit of 50,000,000", id="169 MP PNG bomb"),
     pytest.param(unknown_architecture, "unknown architecture", id="unknown architecture"),
     pytest.param(lr_max_without_unfreezing, "--unfreeze-epochs", id="lr-max alone"),
     pytest.param(

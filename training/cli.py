@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 import time
@@ -33,6 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent  # the app's own folder: it serves
 # fastai's suggestions leave out the first tenth and the last five batches
 FEWEST_LR_FIND_ITERATIONS = 20
 LR_FIND_ITERATIONS = 30  # fit's own lr-find: training/learner.py's, said here for --help
+# the app's upload limit (SEAFRONT_MAX_CONTENT_LENGTH's default; a test keeps them equal): a
+# photo the app would refuse is no use for training, and a real photo is well under it
+DOWNLOAD_MAX_BYTES = 20 * 1024 * 1024
 # the demo: 128 pixels leave resnet18 (which downsamples by 32) a 4x4 feature map for Grad-CAM
 DEMO_SIZE = 128
 DEMO_PER_CLASS = 100
@@ -60,6 +64,25 @@ def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is not a whole number of at least 0")
+    return value
+
+
+def byte_size(text: str) -> int:
+    """An argparse type: a number of bytes, plain or with KB or MB (1024-based), e.g. 20MB."""
+    match = re.fullmatch(r"(\d+)\s*([KM]?)B?", text.strip().upper())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text} is not a size in bytes, e.g. 20MB")
+    value = int(match[1]) * {"": 1, "K": 1024, "M": 1024 * 1024}[match[2]]
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a size of at least 1 byte, e.g. 20MB")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds, e.g. 4")
     return value
 
 
@@ -121,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         "download",
         help="download the images in one URL file per class",
         description="Download each URL file's images into DEST/<file stem>/, resuming "
-        "where an earlier run stopped, then remove the images that do not open.",
+        "where an earlier run stopped, then remove the images that do not open or have more "
+        "pixels than the app accepts (SEAFRONT_MAX_PIXELS). Only http(s) redirects are "
+        "followed, at most 5.",
     )
     download.add_argument(
         "url_files",
@@ -146,10 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     download.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=4,
         metavar="SECONDS",
-        help="give up on one URL after this long (default: 4)",
+        help="give up on one URL when it is not done after this long, from connecting to the "
+        "last byte, redirects included (default: 4)",
+    )
+    download.add_argument(
+        "--max-bytes",
+        type=byte_size,
+        default=DOWNLOAD_MAX_BYTES,
+        metavar="SIZE",
+        help="give up on one URL whose image is larger than this, e.g. 20MB or 500KB "
+        "(default: 20MB, the app's upload limit)",
     )
     download.set_defaults(handler=run_download)
 
@@ -442,11 +476,26 @@ def data_options(args: argparse.Namespace) -> DataOptions:
 
 def run_download(args: argparse.Namespace) -> int:
     """`download`: fetch every URL file's images into its class folder and tabulate."""
-    from training.download import download_classes, format_counts, read_url_files
+    from training.download import (
+        download_classes,
+        format_counts,
+        format_problems,
+        read_url_files,
+    )
+    from training.verify import app_max_pixels
 
     urls_by_class = read_url_files(args.url_files, args.max_pics)
-    counts = download_classes(urls_by_class, args.dest, timeout=args.timeout)
+    counts = download_classes(
+        urls_by_class,
+        args.dest,
+        timeout=args.timeout,
+        max_bytes=args.max_bytes,
+        max_pixels=app_max_pixels(),
+    )
     print(format_counts(counts))
+    problems = format_problems(counts)
+    if problems:
+        print(problems)
     if not any(c.downloaded + c.already_there - c.removed_as_broken for c in counts.values()):
         print(
             f"no images ended up in {args.dest}: check the URLs and your internet "

@@ -14,11 +14,11 @@ from fastai.data.core import DataLoaders
 from fastai.data.transforms import IndexSplitter, ItemGetter, TrainTestSplitter
 from fastai.vision.augment import RandomResizedCrop, Resize, aug_transforms
 from fastai.vision.data import ImageBlock
-from fastai.vision.utils import verify_images
 from fasttransform.transform import Transform
 
 from formats.labels import LabelsError, labels_from_folders, read_labels_csv
 from training.errors import InputError
+from training.verify import app_max_pixels, unusable_images
 
 # an item is a plain (absolute path, label) tuple, read with fastai's ItemGetter: the
 # getters are pickled into export.pkl, and fastai's load wherever fastai does, whereas a
@@ -121,11 +121,13 @@ def check_images(images: LabelledImages, valid_pct: float) -> None:
             f"add images until every class has at least {needed}"
         )
     paths = [path for path, _ in images.items + images.extras]
-    broken = verify_images(paths)
-    if broken:
+    unusable = unusable_images(paths, app_max_pixels())
+    if unusable:
+        first, why = next(iter(unusable.items()))
         raise InputError(
-            f"{len(broken)} image(s) cannot be opened, the first being {broken[0]}: delete them "
-            "(`python train.py download` removes broken images itself)"
+            f"{len(unusable)} image(s) cannot be opened or are too large for the app, the first "
+            f"being {first} ({why}): delete them "
+            "(`python train.py download` removes such images itself)"
         )
 
 
