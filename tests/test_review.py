@@ -587,3 +587,8 @@ def test_review_in_a_browser_relabel_delete_reload_undo(live_url, browser_page, 
         Image.open(tmp_path / "review.png").convert("RGB").quantize(128).save(
             docs_png, optimize=True
         )
+
+
+def test_the_review_page_has_its_own_session_cookie(review_client):
+    page = review_client.get("/")
+    assert "seafront_review=" in page.headers.get("Set-Cookie", "")

@@ -30,6 +30,8 @@ def create_review_app(data_dir: Path, reports_dir: Path, config: dict | None = N
         BOOTSTRAP_SERVE_LOCAL=True,
         REVIEW_PAGE_SIZE=48,
         MAX_CONTENT_LENGTH=1024 * 1024,
+        # cookies ignore the port: the app on 127.0.0.1 has its own, and neither breaks the other
+        SESSION_COOKIE_NAME="seafront_review",
     )
     app.config.from_prefixed_env("SEAFRONT")
     app.config.update(config or {})
