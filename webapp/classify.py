@@ -116,10 +116,7 @@ def predict():
     `?thumbnail=1` adds "thumbnail" and `?explain=1` adds "heatmap" (Grad-CAM for the label,
     laid over the thumbnail): JPEG data: URLs.
     """
-    wants_pictures = _flag("thumbnail") or _flag("explain")
-    prediction, image = classify_upload(
-        read_image_bytes(), at_least=THUMBNAIL_SIDE if wants_pictures else None
-    )
+    prediction, image = classify_upload(read_image_bytes(), at_least=_picture_side())
     return jsonify(_answer(prediction, image))
 
 
@@ -132,8 +129,7 @@ def predict_several():
     if _flag("explain") and why_not:
         raise ExplainError(why_not)  # before any work is done
     answers = []
-    wants_pictures = _flag("thumbnail") or _flag("explain")
-    for outcome in classify_several(uploads, at_least=THUMBNAIL_SIDE if wants_pictures else None):
+    for outcome in classify_several(uploads, at_least=_picture_side()):
         if outcome.prediction is not None and outcome.image is not None:
             answers.append(_answer(outcome.prediction, outcome.image))
         elif outcome.error is not None:
@@ -149,6 +145,12 @@ def _answer(prediction: Prediction, image: Image.Image) -> dict:
     if _flag("explain"):
         answer["heatmap"] = heat_map_url(image, prediction.label)
     return answer
+
+
+def _picture_side() -> int | None:
+    """The size an API upload is decoded at: the thumbnail's, when the answer shows the photo
+    (`?thumbnail=1`, `?explain=1`); otherwise the model's own."""
+    return THUMBNAIL_SIDE if _flag("thumbnail") or _flag("explain") else None
 
 
 def _flag(name: str) -> bool:
