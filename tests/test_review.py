@@ -80,9 +80,9 @@ def reports_dir(tmp_path):
 def make_review_client(data_dir, reports_dir):
     """A function returning a test review_client of a freshly started review app (a restart)."""
 
-    def make(**config):
+    def make(port: int | None = None, **config):
         return review.create_review_app(
-            data_dir, reports_dir, {"TESTING": True, **config}
+            data_dir, reports_dir, {"TESTING": True, **config}, port=port
         ).test_client()
 
     return make
@@ -147,6 +147,7 @@ def test_serve_listens_on_loopback_only(data_dir, reports_dir, monkeypatch):
     [(load_app, options)] = calls
     assert options == {"bind": "127.0.0.1:5123", "workers": 1, "threads": 4}
     assert load_app().extensions[EXTENSION].state.data_dir == data_dir
+    assert load_app().config["LOCAL_ONLY_PORT"] == 5123
 
 
 @pytest.mark.parametrize(
@@ -592,3 +593,158 @@ def test_review_in_a_browser_relabel_delete_reload_undo(live_url, browser_page, 
 def test_the_review_page_has_its_own_session_cookie(review_client):
     page = review_client.get("/")
     assert "seafront_review=" in page.headers.get("Set-Cookie", "")
+
+
+# --- only the local user: Host, Origin, headers (DNS rebinding, framing) --------------------------
+
+
+@pytest.mark.parametrize(
+    ("port", "host", "status"),
+    [
+        (None, "localhost", 200),
+        (None, "127.0.0.1:5123", 200),
+        (None, "[::1]:5123", 200),
+        (None, "evil.example", 400),
+        (None, "127.0.0.1.evil.example", 400),
+        (None, "localhost:notaport", 400),
+        (5123, "127.0.0.1:5123", 200),
+        (5123, "LOCALHOST:5123", 200),
+        (5123, "localhost", 400),
+        (5123, "127.0.0.1:5124", 400),
+        (5123, "evil.example:5123", 400),
+    ],
+)
+@pytest.mark.parametrize("path", ["/", "/image?file=mod/mod_0.jpg", "/deletions"])
+def test_only_its_own_loopback_address_is_served(make_review_client, port, host, path, status):
+    response = make_review_client(port=port).get(path, headers={"Host": host})
+    assert response.status_code == status
+    if status == 400:
+        assert "answers only to its own address" in response.text
+        assert "csrf_token" not in response.text
+
+
+def test_a_rebinding_page_can_neither_decide_nor_delete(make_review_client, data_dir):
+    review_client = make_review_client(port=5123)
+    local = {"Host": "127.0.0.1:5123"}
+    token = re.search(
+        r'name="csrf_token" value="([^"]+)"', review_client.get("/", headers=local).text
+    ).group(1)
+    rebound = {"Host": "evil.example:5123", "Origin": "http://evil.example:5123"}
+    form = {"csrf_token": token, "file": "mod/mod_0.jpg", "action": "delete"}
+    assert review_client.post("/decide", data=form, headers=rebound).status_code == 400
+    assert not (data_dir / "cleaned.csv").exists()
+    assert (data_dir / "mod/mod_0.jpg").exists()
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "status"),
+    [
+        ("Origin", "http://evil.example", 403),
+        ("Origin", "null", 403),
+        ("Origin", "http://localhost.evil.example", 403),
+        ("Origin", "file://", 403),
+        ("Referer", "http://evil.example/page.html", 403),
+        ("Origin", "http://localhost", 302),
+        ("Referer", "http://127.0.0.1/?label=mod", 302),
+        (None, None, 302),
+    ],
+)
+@pytest.mark.parametrize("step", ["decide", "apply"])
+def test_a_form_post_from_another_site_is_refused_even_with_a_valid_token(
+    review_client, data_dir, header, value, status, step
+):
+    if step == "apply":
+        decide(review_client, "mod/mod_0.jpg", "delete")
+        form = {
+            "files": ["mod/mod_0.jpg"],
+            "confirm": "y",
+            "csrf_token": page_csrf_token(review_client),
+        }
+        path = "/deletions"
+    else:
+        form = {
+            "file": "mod/mod_0.jpg",
+            "action": "delete",
+            "csrf_token": page_csrf_token(review_client),
+        }
+        path = "/decide"
+    before = (data_dir / "cleaned.csv").read_text() if step == "apply" else None
+    response = review_client.post(path, data=form, headers={header: value} if header else {})
+    assert response.status_code == status
+    if status == 403:
+        assert "cannot change anything here" in response.text
+        assert (data_dir / "mod/mod_0.jpg").exists()
+        if step == "apply":
+            assert (data_dir / "cleaned.csv").read_text() == before
+        else:
+            assert not (data_dir / "cleaned.csv").exists()
+    else:
+        assert (data_dir / "mod/mod_0.jpg").exists() == (step == "decide")
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/", 200), ("/image?file=mod/mod_0.jpg", 200), ("/deletions", 200), ("/nowhere", 404)],
+)
+def test_every_response_forbids_framing_and_sniffing(review_client, path, status):
+    response = review_client.get(path)
+    assert response.status_code == status
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+# --- symlinks and files gone from disk ----------------------------------------------------------
+
+
+def test_deleting_a_symlink_deletes_the_link_never_its_target(make_review_client, data_dir):
+    link = data_dir / "mod" / "link.jpg"
+    link.symlink_to(data_dir / "rocker/rocker_3.jpg")
+    review_client = make_review_client()
+    decide(review_client, "mod/link.jpg", "delete")
+    assert apply_deletions(review_client, ["mod/link.jpg"]).status_code == 302
+    assert not link.is_symlink()
+    assert (data_dir / "rocker/rocker_3.jpg").is_file()
+
+
+def test_a_link_out_of_dir_cannot_be_marked_and_deleting_it_spares_its_target(
+    make_review_client, data_dir
+):
+    victim = data_dir.parent / "kept.jpg"
+    shutil.copy(data_dir / "mod/mod_3.jpg", victim)
+    (data_dir / "mod" / "link.jpg").symlink_to(victim)
+    assert decide(make_review_client(), "mod/link.jpg", "delete").status_code == 400
+    # marked all the same by an edited decisions file: only the link goes
+    saved = {
+        "format": 1,
+        "start_labels": {**STARTING_LABELS, "mod/link.jpg": "mod"},
+        "decisions": {"mod/link.jpg": {"action": "delete"}},
+    }
+    (data_dir / "review_decisions.json").write_text(json.dumps(saved))
+    assert apply_deletions(make_review_client(), ["mod/link.jpg"]).status_code == 302
+    assert not (data_dir / "mod" / "link.jpg").is_symlink()
+    assert victim.is_file()
+
+
+def test_an_image_gone_from_disk_gets_404_saying_so(review_client, data_dir):
+    (data_dir / "mod/mod_0.jpg").unlink()
+    response = review_client.get("/image", query_string={"file": "mod/mod_0.jpg"})
+    assert response.status_code == 404
+    assert "mod/mod_0.jpg is no longer in" in response.text
+    assert "reload the page" in response.text
+
+
+def test_deleting_a_file_already_gone_from_disk_is_no_error(review_client, data_dir):
+    decide(review_client, "mod/mod_0.jpg", "delete")
+    (data_dir / "mod/mod_0.jpg").unlink()
+    assert apply_deletions(review_client, ["mod/mod_0.jpg"]).status_code == 302
+    assert "mod/mod_0.jpg" not in read_cleaned(data_dir)
+
+
+def test_a_file_that_cannot_be_deleted_gets_409_saying_why(review_client, data_dir):
+    decide(review_client, "mod/mod_0.jpg", "delete")
+    (data_dir / "mod/mod_0.jpg").unlink()
+    (data_dir / "mod/mod_0.jpg").mkdir()  # a folder where the file was: unlink fails
+    response = apply_deletions(review_client, ["mod/mod_0.jpg"])
+    assert response.status_code == 409
+    assert "Could not delete a file" in response.text

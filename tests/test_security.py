@@ -6,11 +6,14 @@ import io
 import logging
 import re
 import secrets
+import urllib.error
+import urllib.request
 
 import pytest
 
 from classifier.errors import StartupError
 from webapp import create_app
+from webapp.cli import serves_local_only
 
 from .hostile import SVG, gif_html_polyglot
 from .support import read_csrf_token
@@ -191,6 +194,77 @@ def test_over_https_the_form_must_come_from_this_site(
 def test_the_session_cookie_is_http_only_and_same_site(client):
     cookie = client.get("/").headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+# --- local only: DNS rebinding -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("local_only", "host", "status"),
+    [
+        (True, "127.0.0.1:5000", 200),
+        (True, "localhost:8022", 200),  # an ssh tunnel forwards another port
+        (True, "[::1]:5000", 200),
+        (True, "evil.example:5000", 400),
+        (True, "127.0.0.1.evil.example", 400),
+        ("auto", "evil.example", 200),  # plain gunicorn cannot know its address: off
+        (False, "evil.example", 200),
+    ],
+)
+def test_a_local_only_app_answers_to_loopback_names_only(make_app, local_only, host, status):
+    answer = make_app(LOCAL_ONLY=local_only).test_client().get("/", headers={"Host": host})
+    assert answer.status_code == status
+    if status == 400:
+        assert "answers only to its own address" in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [("http://evil.example", 403), ("null", 403), ("http://localhost:5000", 200), (None, 200)],
+)
+def test_a_local_only_api_refuses_posts_from_other_sites(make_app, png_pictures, origin, status):
+    client = make_app(LOCAL_ONLY=True).test_client()
+    answer = client.post(
+        "/api/predict",
+        headers={"Origin": origin} if origin else {},
+        data={"file": (io.BytesIO(png_pictures["mod0"]), "mod.png")},
+    )
+    assert answer.status_code == status
+    if status == 403:
+        assert "cannot change anything here" in answer.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "host", "proxies", "local_only"),
+    [
+        ("auto", "127.0.0.1", "0", True),
+        ("auto", "127.0.0.2", "0", True),
+        ("auto", "localhost", "0", True),
+        ("auto", "::1", "0", True),
+        ("auto", "0.0.0.0", "0", False),
+        ("auto", "myhost.example", "0", False),
+        ("auto", "127.0.0.1", "1", False),  # behind nginx, Host is the public name
+        ("true", "0.0.0.0", "0", True),
+        ("false", "127.0.0.1", "0", False),
+    ],
+)
+def test_python_application_py_decides_auto_by_its_address(
+    monkeypatch, setting, host, proxies, local_only
+):
+    monkeypatch.setenv("SEAFRONT_LOCAL_ONLY", setting)
+    monkeypatch.setenv("SEAFRONT_TRUSTED_PROXIES", proxies)
+    assert serves_local_only(host) is local_only
+
+
+@pytest.mark.parametrize(("host", "status"), [("127.0.0.1", 200), ("evil.example", 400)])
+def test_python_application_py_on_loopback_refuses_a_rebound_host(live_server, host, status):
+    request = urllib.request.Request(f"{live_server.url}/", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == status
+    except urllib.error.HTTPError as error:
+        assert error.code == status
+        assert "answers only to its own address" in error.read().decode()
 
 
 # --- debug mode and the development server -----------------------------------------------------

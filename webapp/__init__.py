@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from .settings import ENV_PREFIX, FIXED_CONFIG, defaults
+from .settings import ENV_PREFIX, FIXED_CONFIG, TRUE_WORDS, defaults
 
 # the project's folder: templates/, static/ and the default models/, uploads/ and instance/
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +59,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(config)
     requestlog.init_app(app)  # first, so that every answer (a refusal too) carries its id
     security.init_app(app)
+    # `auto` is decided by `python application.py`, which knows the address it listens on
+    if str(app.config["LOCAL_ONLY"]).strip().lower() in TRUE_WORDS:
+        security.init_local_only(app, port=None)  # any port: an ssh tunnel may forward another
     secret.init_app(app)
     Bootstrap5(app)
     csrf = CSRFProtect(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import ipaddress
 import math
 import os
 import shutil
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .settings import SETTINGS, Setting, from_env
+from .settings import BY_KEY, SETTINGS, TRUE_WORDS, Setting, from_env
 
 FLAGGED: tuple[Setting, ...] = tuple(setting for setting in SETTINGS if setting.flag)
 
@@ -71,6 +72,19 @@ def port_problem(host: str, port: int) -> str:
     return ""
 
 
+def serves_local_only(host: str) -> bool:
+    """Whether the app answers to loopback names only: SEAFRONT_LOCAL_ONLY, where `auto` means
+    listening on a loopback `host` with no proxy in front (a proxy sends the public name)."""
+    setting = str(from_env("LOCAL_ONLY")).strip().lower()
+    if setting != "auto":
+        return setting in TRUE_WORDS
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may be this machine's public one
+        loopback = False
+    return loopback and int(from_env("TRUSTED_PROXIES")) == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve with gunicorn (one process per worker, threads inside each)."""
     args = parse_args(argv)
@@ -95,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if setting.key == "MODEL_PATH" and value != setting.default:
             value = Path(value).resolve()  # a path typed or set by the user: from where they are
         os.environ[setting.env] = str(value)
+    os.environ[BY_KEY["LOCAL_ONLY"].env] = str(serves_local_only(args.host)).lower()
     server.configure_logging()
     with metrics_folder():
         server.serve(

@@ -19,6 +19,7 @@ from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import (
     BadRequest,
     ClientDisconnected,
+    Forbidden,
     HTTPException,
     InternalServerError,
     MethodNotAllowed,
@@ -49,6 +50,15 @@ class TooManyFilesError(RequestError):
 class ServingRefusedError(RuntimeError):
     """The app is served in a way it refuses (debug mode, Flask's development server): 500,
     with the sentence that says how to start it instead."""
+
+
+class ForeignHostError(BadRequest):
+    """A Host header naming another server than this loopback one (DNS rebinding): 400, with the
+    address to open instead. An HTTPException, so that the review page's own handler shows it."""
+
+
+class ForeignOriginError(Forbidden):
+    """A form post sent by a page of another site: 403, whatever its CSRF token."""
 
 
 class StoreUnavailableError(RuntimeError):
@@ -114,6 +124,8 @@ def _sentence(error: HTTPException) -> str:
             f"The form expired or was not sent from this site ({reason}): "
             "reload the page and upload again."
         )
+    if isinstance(error, (ForeignHostError, ForeignOriginError)):
+        return error.description or SENTENCES[400]
     if isinstance(error, ClientDisconnected):
         return (
             "The upload did not arrive completely (the connection was cut, or it was too "

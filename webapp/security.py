@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 
 from classifier.errors import StartupError
 
-from .errors import ServingRefusedError
+from .errors import ForeignHostError, ForeignOriginError, ServingRefusedError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ HEADERS = {
     # same-origin, not no-referrer: Flask-WTF checks the Referer of form posts over HTTPS
     "Referrer-Policy": "same-origin",
 }
+# The names a browser on this machine uses for a server on a loopback address. A page of any
+# other site that rebinds its own name to 127.0.0.1 still sends that name as Host and Origin.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 DEBUG_REFUSED = (
     "Debug mode is on (FLASK_DEBUG, SEAFRONT_DEBUG or DEBUG=True): it shows tracebacks and an "
     "interactive console to anyone who can reach the app. This app has no debug mode: unset it "
@@ -88,6 +93,52 @@ def _started_by_flask_run() -> bool:
 
     context = click.get_current_context(silent=True)
     return context is not None and context.command.name == "run"
+
+
+def _is_local(address: str, port: int | None) -> bool:
+    """True if `address` ("host" or "host:port") names this machine's loopback server on `port`
+    (any port when `port` is None)."""
+    try:
+        parts = urlsplit(f"//{address}")
+        return parts.hostname in LOOPBACK_NAMES and (port is None or parts.port == port)
+    except ValueError:  # a port that is not a number, an unclosed [
+        return False
+
+
+def refuse_foreign_host_and_origin() -> None:
+    """Refuse a request whose Host is not this loopback server, and a form post whose Origin
+    (or, without one, Referer) is another site: what a DNS-rebinding page sends.
+
+    Flask 3.1's TRUSTED_HOSTS fails while the request context is built, before url_for works, so
+    its 400 could not be our page with a sentence; and it knows nothing of Origin.
+    """
+    port = current_app.config["LOCAL_ONLY_PORT"]
+    if not _is_local(request.host, port):
+        raise ForeignHostError(
+            f"This server answers only to its own address on this machine, not to Host "
+            f"{request.host!r}: open http://127.0.0.1{f':{port}' if port else ''}/ instead."
+        )
+    if request.method not in UNSAFE_METHODS:
+        return
+    # a browser sends Origin with every form post; Referer is the older browsers' fallback, and
+    # a client that sends neither is no browser driven by another site
+    origin = request.headers.get("Origin") or request.headers.get("Referer")
+    if origin is None:
+        return
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not _is_local(parts.netloc, port):
+        raise ForeignOriginError(
+            f"A form sent from {origin!r} cannot change anything here: only this page can. "
+            "Open the page from its own address and try again."
+        )
+
+
+def init_local_only(app: Flask, port: int | None) -> None:
+    """Serve `app` to this machine's browsers only: Host must be a loopback name on `port`, and
+    form posts must come from such a page (see refuse_foreign_host_and_origin)."""
+    app.config["LOCAL_ONLY_PORT"] = port
+    # first of all the checks, so that nothing of a refused request is read
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_foreign_host_and_origin)
 
 
 def init_app(app: Flask) -> None:

@@ -174,6 +174,13 @@ SETTINGS: tuple[Setting, ...] = (
         "proxies in front of the app whose `X-Forwarded-For` and `X-Forwarded-Proto` are "
         "believed (`1` behind one nginx); `0`: the connection's own address is the client",
     ),
+    Setting(
+        "LOCAL_ONLY",
+        "auto",
+        "answer only to the names `127.0.0.1`, `localhost` and `[::1]`, and refuse posts sent by "
+        "pages of other sites (DNS rebinding); `auto`: on when `python application.py` listens "
+        "on a loopback address with `SEAFRONT_TRUSTED_PROXIES=0`, else off",
+    ),
     Setting("METRICS", True, "serve Prometheus metrics (requests, latency, batches, the model)"),
     Setting(
         "METRICS_PORT",

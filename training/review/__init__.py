@@ -21,8 +21,11 @@ from .views import EXTENSION, Review, bp
 log = logging.getLogger(__name__)
 
 
-def create_review_app(data_dir: Path, reports_dir: Path, config: dict | None = None) -> Flask:
-    """The review page for the images of `data_dir` and `reports_dir`/top_losses.csv."""
+def create_review_app(
+    data_dir: Path, reports_dir: Path, config: dict | None = None, port: int | None = None
+) -> Flask:
+    """The review page for the images of `data_dir` and `reports_dir`/top_losses.csv, for this
+    machine's browsers only (on `port`; any port when None)."""
     app = Flask(__name__)
     # a fresh key per start is enough: sessions only carry flash messages and CSRF tokens
     app.config.from_mapping(
@@ -57,6 +60,8 @@ def create_review_app(data_dir: Path, reports_dir: Path, config: dict | None = N
     )
     app.extensions[EXTENSION] = Review(state, top_losses, classes)
     security.init_app(app)
+    # it deletes files: a page of another site must not drive it from the user's own browser
+    security.init_local_only(app, port)
     Bootstrap5(app)
     CSRFProtect(app)
     app.register_blueprint(bp)
@@ -68,6 +73,6 @@ def serve(data_dir: Path, reports_dir: Path, port: int) -> None:
     # built here rather than in the worker so that a bad DIR is a StartupError for the CLI
     # logging first: the address below is the one line the user needs
     server.configure_logging()
-    app = create_review_app(data_dir, reports_dir)
+    app = create_review_app(data_dir, reports_dir, port=port)
     log.info("review page for %s: http://127.0.0.1:%d/", data_dir, port)
     server.serve(lambda: app, {"bind": f"127.0.0.1:{port}", "workers": 1, "threads": 4})

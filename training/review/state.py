@@ -40,6 +40,18 @@ def resolve_inside(folder: Path, relative: str) -> Path:
     return path
 
 
+def entry_inside(folder: Path, relative: str) -> Path:
+    """The folder entry `relative` names under `folder`, its last part not followed: for a
+    symlink, the link and not its target. ValueError if its folder is not inside `folder`."""
+    path = Path(relative)
+    if path.is_absolute() or path.name in ("", ".", ".."):
+        raise ValueError(f"{relative!r} is not a file inside {folder}")
+    # the folders on the way may be symlinks, but they must lead to a folder inside `folder`
+    if path.parent == Path("."):
+        return folder.resolve() / path.name
+    return resolve_inside(folder, str(path.parent)) / path.name
+
+
 @dataclass(frozen=True)
 class Decision:
     """What the reviewer chose for one image: keep it, give it `label`, or delete it."""
@@ -145,8 +157,8 @@ class ReviewState:
         with self._lock:
             marked = {f for f, d in self.decisions.items() if d.action == "delete"}
             # every path is checked before the first file goes: files stay strictly inside the
-            # data folder, whatever the decisions file says
-            paths = {f: resolve_inside(self.data_dir, f) for f in fnames if f in marked}
+            # data folder, whatever the decisions file says, and a symlink goes, not its target
+            paths = {f: entry_inside(self.data_dir, f) for f in fnames if f in marked}
             deleted = []
             try:
                 for fname, path in paths.items():

@@ -19,7 +19,7 @@ from flask import (
 )
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 from wtforms import BooleanField, HiddenField, SelectMultipleField, StringField
 from wtforms.validators import AnyOf, DataRequired, InputRequired
@@ -120,7 +120,12 @@ def index() -> str:
 @bp.get("/image")
 def image() -> Response:
     """The image file `?file=` of DIR, and nothing outside it."""
-    return send_file(_checked_path(request.args.get("file", "")))
+    fname = request.args.get("file", "")
+    path = _checked_path(fname)
+    try:
+        return send_file(path)
+    except (FileNotFoundError, IsADirectoryError):  # deleted or moved since the page was built
+        abort(404, f"{fname} is no longer in {_review().state.data_dir}: reload the page.")
 
 
 @bp.post("/decide")
@@ -156,14 +161,16 @@ def deletions() -> Response | tuple[str, int] | str:
         deleted = state.apply_deletions(form.files.data)
     except ValueError as error:  # a decisions file edited to name a path outside DIR
         abort(400, f"Nothing was deleted: {error}. Undo that decision and try again.")
+    except OSError as error:  # a folder where the file was, a read-only disk
+        abort(409, f"Could not delete a file ({error}); those listed before it were deleted.")
     flash(f"Deleted {len(deleted)} file(s) from {state.data_dir}.", "success")
     return redirect(url_for("review.index"))
 
 
-@bp.app_errorhandler(BadRequest)
-def bad_request(error: BadRequest) -> tuple[str, int]:
-    """A 400 page that says what went wrong and what to do."""
+@bp.app_errorhandler(HTTPException)
+def http_error(error: HTTPException) -> tuple[str, int]:
+    """An error page that says what went wrong and what to do, with the error's status."""
     message = error.description
     if isinstance(error, CSRFError):
         message = f"{error.description} Reload the page and try again."
-    return render_template("error.html", message=message), 400
+    return render_template("error.html", message=message, title=error.name), error.code or 500
