@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import memory
 from .errors import (
     EmptyImageError,
     ImageTooComplexError,
@@ -36,7 +37,9 @@ BUDGET_BYTES_PER_PIXEL = 3
 _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;16B": 2,
                     "I;16L": 2, "I;16N": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}  # fmt: skip
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
-_BAND_ROWS = 256  # rows of a 16-bit image converted at once
+# a decode that held this many pixels returns the memory they took (memory.py) when it is done
+RELEASE_AFTER_PIXELS = 4_000_000
+_BAND_ROWS = 256  # rows of a palette or 16-bit image converted at once (about)
 # A JPEG marker inside entropy-coded data: 0xFF followed by anything but a stuffed 0x00, a
 # restart marker (0xD0-0xD7) or a fill byte
 _NEXT_MARKER = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
@@ -148,33 +151,51 @@ def _check_scans(image: Image.Image, data: bytes) -> None:
         )
 
 
-def _reduced(image: Image.Image, size: int | None) -> Image.Image:
-    """`image` shrunk by a whole factor while both sides stay at least `size` (Image.reduce:
-    one cheap box filter); the learner's own resize then does the rest."""
-    if not size:
-        return image
-    factor = min(image.size) // size
-    if factor < 2 or image.mode in ("P", "PA", "1") or image.mode in SIXTEEN_BIT_MODES:
-        # palette values are indices and Pillow cannot reduce 16-bit modes: these are reduced
-        # after conversion to 8 bits
-        return image
-    return image.reduce(factor)
+def _factor(image: Image.Image, size: int | None) -> int:
+    """The whole factor `image` may shrink by while both sides stay at least `size`."""
+    return max(min(image.size) // size, 1) if size else 1
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any mode to 8-bit RGB, as fastai's own loader does for training images."""
-    if image.mode in SIXTEEN_BIT_MODES:
-        # Pillow's convert() clips 16-bit values at 255 (a near-white image), and it can neither
-        # reduce nor map these modes: keep the top byte of each value, a band of rows at a time,
-        # so that no full-size copy is made beside the 8-bit result (no float64 array either)
-        width, height = image.size
-        grey = np.empty((height, width), dtype=np.uint8)
-        for top in range(0, height, _BAND_ROWS):
-            band = np.asarray(image.crop((0, top, width, min(top + _BAND_ROWS, height))))
-            band = band.astype("<u2", copy=False)
-            grey[top : top + len(band)] = band.view(np.uint8).reshape(*band.shape, 2)[..., 1]
-        image = Image.fromarray(grey)
-    elif image.mode in ("I", "F"):
+def _top_byte(band: Image.Image) -> Image.Image:
+    """A 16-bit band as 8-bit grey: the top byte of each value (Pillow's convert() clips 16-bit
+    values at 255, a near-white image)."""
+    values = np.asarray(band).astype("<u2", copy=False)
+    return Image.fromarray(np.ascontiguousarray(values.view(np.uint8)[..., 1::2]))
+
+
+def _converted_in_bands(image: Image.Image, factor: int) -> Image.Image:
+    """A palette, 1-bit or 16-bit `image` as 8-bit, shrunk by `factor`, a band of rows at a time.
+
+    Pillow can reduce neither palette indices nor 16-bit values, so these must be converted
+    first; converting the whole image would make a full-size copy of 4 bytes per pixel beside
+    it (196 MB at 49 MP). Bands of a multiple of `factor` rows reduce to exactly the rows a
+    whole-image reduce gives.
+    """
+    width, height = image.size
+    rows = max(_BAND_ROWS // factor, 1) * factor
+    result = None
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(top + rows, height)))
+        band = _top_byte(band) if image.mode in SIXTEEN_BIT_MODES else band.convert("RGB")
+        band = band.reduce(factor) if factor > 1 else band
+        if result is None:
+            result = Image.new(band.mode, (-(-width // factor), -(-height // factor)))
+        result.paste(band, (0, top // factor))
+    assert result is not None  # an image has at least one row
+    return result
+
+
+def _small_rgb(image: Image.Image, size: int | None) -> Image.Image:
+    """`image` as 8-bit RGB, shrunk by a whole factor while both sides stay at least `size`
+    (Image.reduce: one cheap box filter; the learner's own resize then does the rest), as
+    fastai's own loader converts training images. Shrunk first, so that conversion copies the
+    small image only."""
+    factor = _factor(image, size)
+    if image.mode in ("P", "PA", "1") or image.mode in SIXTEEN_BIT_MODES:
+        image = _converted_in_bands(image, factor)
+    elif factor > 1:
+        image = image.reduce(factor)
+    if image.mode in ("I", "F"):
         high = image.getextrema()[1]
         scale = 255.0 / max(float(high), 1.0)  # type: ignore[arg-type]  # one band: a number
         image = image.point(lambda value: value * scale).convert("L")
@@ -189,12 +210,28 @@ def _upright(image: Image.Image) -> Image.Image:
         return image
 
 
-def decode_image(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> Image.Image:
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int,
+    draft_size: int | None = None,
+    release_memory: bool = False,
+) -> Image.Image:
     """Decode `data` to an upright RGB image within the budget of `max_pixels`
-    (SEAFRONT_MAX_PIXELS), reduced while both sides stay at least `draft_size`.
+    (SEAFRONT_MAX_PIXELS), reduced while both sides stay at least `draft_size`; with
+    `release_memory`, give the memory of a large image back to the system afterwards.
 
     Raises an ImageError subclass, whose message is a sentence for the user, on anything else.
     """
+    image, held = _decode(data, max_pixels, draft_size)
+    # the full-size image was freed with _decode's frame
+    if release_memory and held >= RELEASE_AFTER_PIXELS:
+        memory.release_free_memory()
+    return image
+
+
+def _decode(data: bytes, max_pixels: int, draft_size: int | None) -> tuple[Image.Image, int]:
+    """decode_image's work: the image, and how many pixels it held as read (after draft())."""
     image = _open(data)
     _check_budget(image, max_pixels)
     _check_scans(image, data)
@@ -206,9 +243,8 @@ def decode_image(data: bytes, *, max_pixels: int, draft_size: int | None = None)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
-            # reduce first, so that conversion and rotation copy the small image only
-            image = _to_rgb(_reduced(image, draft_size))
-            return _upright(_reduced(image, draft_size))  # a palette image is reduced as RGB
+            # rotation copies the small image only
+            return _upright(_small_rgb(image, draft_size)), image.width * image.height
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageTooLargeError(
             "That image is too large to process: send a smaller photo."

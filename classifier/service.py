@@ -74,6 +74,7 @@ class ServiceSettings:
     backend: str  # auto, torch, onnxruntime or openvino (backend.py)
     request_timeout: float  # seconds a request may wait for the model before it is dropped
     max_decodes: int  # uploads decoded at once per worker, below the request threads
+    release_memory: bool  # return a large image's memory to the system after its decode
 
 
 class ModelService:
@@ -324,7 +325,12 @@ class ModelService:
             )
         try:
             started = time.perf_counter()
-            image = decode_image(data, draft_size=draft_size, max_pixels=self.settings.max_pixels)
+            image = decode_image(
+                data,
+                draft_size=draft_size,
+                max_pixels=self.settings.max_pixels,
+                release_memory=self.settings.release_memory,
+            )
             self.observer.decoded(time.perf_counter() - started)
         finally:
             self._decoding.release()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from classifier import decode, memory
 from classifier.decode import MAX_JPEG_SCANS, decode_image, jpeg_scan_count
 from classifier.errors import ImageTooComplexError, ImageTooLargeError, UnsupportedImageError
 
@@ -107,6 +108,45 @@ def test_a_large_image_is_reduced_to_what_was_asked_right_after_reading(mode):
     decoded = decode_image(encode(image, "TIFF"), max_pixels=10_000_000, draft_size=200)
     assert decoded.mode == "RGB"
     assert 200 <= min(decoded.size) < 400  # reduced by a whole factor, never below the ask
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "draft_size"),
+    [("P", (1000, 700), 200), ("P", (900, 611), 150), ("1", (1300, 997), 100), ("P", (64, 48), 40)],
+)
+def test_a_palette_image_reduced_in_bands_is_the_whole_image_converted_then_reduced(
+    mode, size, draft_size
+):
+    image = noisy(size, "RGB").convert(mode)
+    factor = min(size) // draft_size
+    expected = image.convert("RGB")
+    expected = expected.reduce(factor) if factor > 1 else expected
+    decoded = decode_image(encode(image, "PNG"), max_pixels=10_000_000, draft_size=draft_size)
+    assert decoded.size == expected.size
+    assert decoded.tobytes() == expected.tobytes()
+
+
+def test_the_c_library_here_can_return_free_memory_to_the_system():
+    assert memory.release_free_memory()  # glibc, as on every Linux this runs on
+
+
+@pytest.mark.parametrize(
+    ("size", "format", "release_memory", "released"),
+    [
+        ((2000, 2000), "PNG", True, True),  # 4 MP decoded at full size
+        ((1999, 2000), "PNG", True, False),  # just under
+        ((2000, 2000), "PNG", False, False),  # SEAFRONT_RELEASE_MEMORY=false
+        ((4000, 3000), "JPEG", True, False),  # a 12 MP JPEG drafted to 1/8 holds 0.2 MP
+    ],
+)
+def test_a_large_decode_gives_its_memory_back_when_it_is_done(
+    monkeypatch, size, format, release_memory, released
+):
+    calls = []
+    monkeypatch.setattr(decode.memory, "release_free_memory", lambda: calls.append(1) or True)
+    data = encode(Image.new("RGB", size, (200, 30, 30)), format)
+    decode_image(data, max_pixels=50_000_000, draft_size=224, release_memory=release_memory)
+    assert calls == ([1] if released else [])
 
 
 @pytest.mark.parametrize(

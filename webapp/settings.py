@@ -117,6 +117,13 @@ SETTINGS: tuple[Setting, ...] = (
         "`SEAFRONT_REQUEST_TIMEOUT`, then 503), so large photos can't take every request thread",
     ),
     Setting(
+        "RELEASE_MEMORY",
+        True,
+        "after decoding a large image (4 MP or more), give the memory it freed back to the "
+        "system (glibc's `malloc_trim`), so that a worker shrinks back after a burst of large "
+        "uploads; `false`: glibc keeps it for reuse",
+    ),
+    Setting(
         "KEEP_UPLOADS", False, "keep each classified upload under `uploads/` with a generated name"
     ),
     Setting(
