@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -145,7 +147,12 @@ def test_serve_listens_on_loopback_only(data_dir, reports_dir, monkeypatch):
     monkeypatch.setattr(server, "serve", lambda *arguments: calls.append(arguments))
     review.serve(data_dir, reports_dir, 5123)
     [(load_app, options)] = calls
-    assert options == {"bind": "127.0.0.1:5123", "workers": 1, "threads": 4}
+    assert options == {
+        "bind": "127.0.0.1:5123",
+        "workers": 1,
+        "threads": 4,
+        "graceful_timeout": 5,
+    }
     assert load_app().extensions[EXTENSION].state.data_dir == data_dir
     assert load_app().config["LOCAL_ONLY_PORT"] == 5123
 
@@ -493,23 +500,39 @@ def test_apply_deletions_never_leaves_dir_even_when_decisions_file_says_so(
     assert (data_dir / "mod/mod_0.jpg").exists()
 
 
-def test_train_py_review_prints_the_address_to_open(data_dir, reports_dir, tmp_path):
+def status_of(url: str, host: str) -> int | None:
+    """The status of GET `url` sent with `host` as its Host header; None while nothing listens."""
+    request = urllib.request.Request(url, headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def test_train_py_review_prints_its_address_and_answers_to_it_only(data_dir, reports_dir, tmp_path):
     port = free_port()
     command = [sys.executable, str(ROOT / "train.py"), "review", "--data", str(data_dir)]
     command += ["--reports", str(reports_dir), "--port", str(port)]
     log = tmp_path / "review.log"
+    url = f"http://127.0.0.1:{port}/"
     with log.open("w") as output:
         process = subprocess.Popen(command, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT)
         try:
+            # served, not only printed: a worker stopped while it boots may outlast the wait
             wait_until(
-                lambda: f"http://127.0.0.1:{port}/" in log.read_text() or process.poll(),
-                timeout=30,
-                message=lambda: f"no address printed:\n{log.read_text()}",
+                lambda: process.poll() is not None or status_of(url, f"127.0.0.1:{port}"),
+                timeout=60,
+                message=lambda: f"not served:\n{log.read_text()}",
             )
+            assert status_of(url, f"localhost:{port}") == 200
+            assert status_of(url, f"evil.example:{port}") == 400
         finally:
             process.terminate()
-            process.wait(timeout=20)
-    assert f"review page for {data_dir}: http://127.0.0.1:{port}/" in log.read_text()
+            process.wait(timeout=30)
+    assert f"review page for {data_dir}: {url}" in log.read_text()
 
 
 # --- end to end in a real browser -----------------------------------------------------------------

@@ -75,4 +75,6 @@ def serve(data_dir: Path, reports_dir: Path, port: int) -> None:
     server.configure_logging()
     app = create_review_app(data_dir, reports_dir, port=port)
     log.info("review page for %s: http://127.0.0.1:%d/", data_dir, port)
-    server.serve(lambda: app, {"bind": f"127.0.0.1:{port}", "workers": 1, "threads": 4})
+    # Ctrl-C stops it in a moment: a reviewer's click is done in well under a second
+    options = {"bind": f"127.0.0.1:{port}", "workers": 1, "threads": 4, "graceful_timeout": 5}
+    server.serve(lambda: app, options)
