@@ -215,7 +215,12 @@ def test_a_local_only_app_answers_to_loopback_names_only(make_app, local_only, h
     answer = make_app(LOCAL_ONLY=local_only).test_client().get("/", headers={"Host": host})
     assert answer.status_code == status
     if status == 400:
-        assert "answers only to its own address" in answer.get_data(as_text=True)
+        sentence = answer.get_data(as_text=True)
+        assert "answers only to its own address" in sentence
+        assert (
+            "open http://127.0.0.1" + (":5000" if ":5000" in host else "") + "/ instead" in sentence
+        )
+        assert answer.headers["X-Request-ID"]
 
 
 @pytest.mark.parametrize(

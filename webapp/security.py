@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import NoReturn
@@ -114,6 +115,9 @@ def refuse_foreign_host_and_origin() -> None:
     """
     port = current_app.config["LOCAL_ONLY_PORT"]
     if not _is_local(request.host, port):
+        # a Host port that is no number: the address is said without one
+        with contextlib.suppress(ValueError):
+            port = port or urlsplit(f"//{request.host}").port
         raise ForeignHostError(
             f"This server answers only to its own address on this machine, not to Host "
             f"{request.host!r}: open http://127.0.0.1{f':{port}' if port else ''}/ instead."
@@ -137,8 +141,9 @@ def init_local_only(app: Flask, port: int | None) -> None:
     """Serve `app` to this machine's browsers only: Host must be a loopback name on `port`, and
     form posts must come from such a page (see refuse_foreign_host_and_origin)."""
     app.config["LOCAL_ONLY_PORT"] = port
-    # first of all the checks, so that nothing of a refused request is read
-    app.before_request_funcs.setdefault(None, []).insert(0, refuse_foreign_host_and_origin)
+    # called before CSRFProtect and the views are wired in, so that it runs before they read
+    # anything of the request (after the request id, so that a refusal carries one)
+    app.before_request(refuse_foreign_host_and_origin)
 
 
 def init_app(app: Flask) -> None:
