@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import os
 import platform
 import statistics
@@ -41,6 +40,7 @@ import requests
 from PIL import Image
 
 from bench.photos import TWELVE_MP, photo_jpeg
+from tests.imagemaker import encode
 from tests.support import LiveServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,11 +64,8 @@ CONFIGS: dict[str, dict[str, str]] = {
 def scan_bomb(size: tuple[int, int] = (4000, 4000), repeats: int = SCAN_REPEATS) -> bytes:
     """A progressive JPEG of `size` whose smallest scan is repeated `repeats` times."""
     gradient = np.add.outer(np.arange(size[1]) // 16, np.arange(size[0]) // 16) % 256
-    buffer = io.BytesIO()
-    Image.fromarray(gradient.astype(np.uint8)).convert("RGB").save(
-        buffer, "JPEG", progressive=True, quality=90
-    )
-    data = buffer.getvalue()
+    image = Image.fromarray(gradient.astype(np.uint8)).convert("RGB")
+    data = encode(image, "JPEG", progressive=True, quality=90)
     starts = [i for i in range(len(data) - 1) if data[i : i + 2] == SCAN_START]
     ends = [*starts[1:], len(data) - 2]
     # the scans' own bytes, header and entropy-coded data, up to the next marker segment
@@ -77,24 +74,17 @@ def scan_bomb(size: tuple[int, int] = (4000, 4000), repeats: int = SCAN_REPEATS)
     return data[:-2] + smallest * repeats + data[-2:]
 
 
-def saved(image: Image.Image, format: str, **options) -> bytes:
-    """`image` encoded as `format`."""
-    buffer = io.BytesIO()
-    image.save(buffer, format, **options)
-    return buffer.getvalue()
-
-
 def memory_files(side: int = SIDE) -> dict[str, tuple[str, bytes]]:
     """Files tiny on disk that claim side x side pixels: name -> (filename, bytes)."""
     size = (side, side)
     grey16 = Image.frombytes("I;16", size, bytes(2 * side * side))
     return {
-        "16-bit grey PNG": ("grey16.png", saved(grey16, "PNG")),
-        "RGBA PNG": ("rgba.png", saved(Image.new("RGBA", size, (9, 99, 199, 128)), "PNG")),
-        "GIF": ("flat.gif", saved(Image.new("P", size, 3), "GIF")),
+        "16-bit grey PNG": ("grey16.png", encode(grey16, "PNG")),
+        "RGBA PNG": ("rgba.png", encode(Image.new("RGBA", size, (9, 99, 199, 128)), "PNG")),
+        "GIF": ("flat.gif", encode(Image.new("P", size, 3), "GIF")),
         "float TIFF": (
             "float.tif",
-            saved(Image.new("F", size, 0.5), "TIFF", compression="tiff_adobe_deflate"),
+            encode(Image.new("F", size, 0.5), "TIFF", compression="tiff_adobe_deflate"),
         ),
     }
 

@@ -10,8 +10,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,7 @@ from training import review
 from training.review.views import EXTENSION
 from webapp import server
 
-from .support import ROOT, free_port, wait_until
+from .support import ROOT, free_port, status_with_host, wait_until
 
 TOP_LOSSES = """\
 file,split,actual,predicted,probability,loss
@@ -500,18 +498,6 @@ def test_apply_deletions_never_leaves_dir_even_when_decisions_file_says_so(
     assert (data_dir / "mod/mod_0.jpg").exists()
 
 
-def status_of(url: str, host: str) -> int | None:
-    """The status of GET `url` sent with `host` as its Host header; None while nothing listens."""
-    request = urllib.request.Request(url, headers={"Host": host})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return None
-
-
 def test_train_py_review_prints_its_address_and_answers_to_it_only(data_dir, reports_dir, tmp_path):
     port = free_port()
     command = [sys.executable, str(ROOT / "train.py"), "review", "--data", str(data_dir)]
@@ -523,12 +509,12 @@ def test_train_py_review_prints_its_address_and_answers_to_it_only(data_dir, rep
         try:
             # served, not only printed: a worker stopped while it boots may outlast the wait
             wait_until(
-                lambda: process.poll() is not None or status_of(url, f"127.0.0.1:{port}"),
+                lambda: process.poll() is not None or status_with_host(url, f"127.0.0.1:{port}"),
                 timeout=60,
                 message=lambda: f"not served:\n{log.read_text()}",
             )
-            assert status_of(url, f"localhost:{port}") == 200
-            assert status_of(url, f"evil.example:{port}") == 400
+            assert status_with_host(url, f"localhost:{port}") == 200
+            assert status_with_host(url, f"evil.example:{port}") == 400
         finally:
             process.terminate()
             process.wait(timeout=30)
