@@ -1,25 +1,23 @@
 """Decode uploaded bytes into an upright RGB Pillow image, in memory, or say clearly why not.
 
 Every decode is bounded by what the image is, not only by its byte size (README, "Hostile
-input"): only the accepted formats are ever parsed, a JPEG's scan count is read from its
-markers before any pixel is decoded, the pixel limit is a memory budget in bytes for the image's
-own mode, and the image is reduced to the size asked for right after it is read, before any
-conversion copies it.
+input"): only the accepted formats are ever parsed, and only once structure.py has counted the
+parts of their containers (a JPEG's scans among them); the pixel limit is a memory budget in
+bytes for the image's own mode, smaller for what Pillow decodes in Python; and the image is
+reduced to the size asked for right after it is read, before any conversion copies it.
 """
 
 from __future__ import annotations
 
 import io
-import re
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from . import memory
+from . import memory, structure
 from .errors import (
     EmptyImageError,
-    ImageTooComplexError,
     ImageTooLargeError,
     UnreadableImageError,
     UnsupportedImageError,
@@ -29,9 +27,6 @@ from .errors import (
 # write, is opened by the JPEG plugin; Pillow then reports it as its own format.
 OPENED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 ACCEPTED_NAMES = "JPEG, PNG, WebP, GIF, BMP or TIFF"
-# Real progressive photos have about 10 scans; each scan costs a pass over every pixel, so a
-# file of thousands of tiny repeated scans is a CPU bomb (1.3 ms per scan at 16 MP).
-MAX_JPEG_SCANS = 100
 # The budget for one decoded image is MAX_PIXELS pixels of 8-bit RGB
 BUDGET_BYTES_PER_PIXEL = 3
 _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;16B": 2,
@@ -40,10 +35,10 @@ SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 # a decode that held this many pixels returns the memory they took (memory.py) when it is done
 RELEASE_AFTER_PIXELS = 4_000_000
 _BAND_ROWS = 256  # rows of a palette or 16-bit image converted at once (about)
-# A JPEG marker inside entropy-coded data: 0xFF followed by anything but a stuffed 0x00, a
-# restart marker (0xD0-0xD7) or a fill byte
-_NEXT_MARKER = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
-_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI
+# Pillow decodes run-length-compressed BMPs in Python, at up to 0.12 us a pixel (an RLE8 file of
+# 28 KB that ends each 7000-pixel row after one pixel took 5.9 s), so they get a smaller limit
+MAX_PYTHON_DECODED_PIXELS = 4_000_000
+_PYTHON_DECODERS = frozenset({"bmp_rle"})
 
 
 def _article(name: str) -> str:
@@ -65,7 +60,7 @@ def _refused_format(data: bytes) -> str | None:
     return None
 
 
-def _open(data: bytes) -> Image.Image:
+def _open(data: bytes) -> ImageFile.ImageFile:
     """Open the image header with the accepted plugins only; no pixels are decoded yet."""
     if not data:
         raise EmptyImageError("The upload is empty: choose a photo and send it again.")
@@ -89,33 +84,6 @@ def _open(data: bytes) -> Image.Image:
         raise UnreadableImageError(
             f"That file could not be read as an image: send a {ACCEPTED_NAMES} photo."
         ) from error
-
-
-def jpeg_scan_count(data: bytes) -> int:
-    """The number of scans (SOS markers) in the first image of a JPEG, read from its markers."""
-    scans, position, end = 0, 2, len(data)
-    while position + 4 <= end:
-        if data[position] != 0xFF:
-            return scans  # not a marker where one must be: the decoder reports the damage
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            position += 1
-            continue
-        if marker == 0xD9:  # EOI: later images of an MPO are not decoded
-            return scans
-        if marker in _STANDALONE_MARKERS:
-            position += 2
-            continue
-        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
-        if marker == 0xDA:
-            scans += 1
-            if scans > MAX_JPEG_SCANS:
-                return scans
-            found = _NEXT_MARKER.search(data, position)
-            if found is None:
-                return scans
-            position = found.start()
-    return scans
 
 
 def bytes_per_pixel(mode: str) -> int:
@@ -142,12 +110,15 @@ def _check_budget(image: Image.Image, max_pixels: int) -> None:
         )
 
 
-def _check_scans(image: Image.Image, data: bytes) -> None:
-    """Refuse a JPEG of absurdly many scans before any of them is decoded."""
-    if image.format in ("JPEG", "MPO") and jpeg_scan_count(data) > MAX_JPEG_SCANS:
-        raise ImageTooComplexError(
-            f"That JPEG is stored in more than {MAX_JPEG_SCANS} scans (a photo has about 10), "
-            "which would take too long to decode: save it again as an ordinary JPEG."
+def _check_decoder(image: ImageFile.ImageFile) -> None:
+    """Refuse an image larger than MAX_PYTHON_DECODED_PIXELS that Pillow would decode in Python."""
+    width, height = image.size
+    slow = any(tile.codec_name in _PYTHON_DECODERS for tile in image.tile)
+    if slow and width * height > MAX_PYTHON_DECODED_PIXELS:
+        raise ImageTooLargeError(
+            f"That image is {width}x{height} pixels stored with run-length compression, which "
+            f"is slow to decode, and more than the limit of {MAX_PYTHON_DECODED_PIXELS:,} "
+            "pixels for such files: save it as a PNG or JPEG."
         )
 
 
@@ -232,9 +203,10 @@ def decode_image(
 
 def _decode(data: bytes, max_pixels: int, draft_size: int | None) -> tuple[Image.Image, int]:
     """decode_image's work: the image, and how many pixels it held as read (after draft())."""
+    structure.check_parts(data)
     image = _open(data)
     _check_budget(image, max_pixels)
-    _check_scans(image, data)
+    _check_decoder(image)
     if draft_size and image.format in ("JPEG", "MPO"):
         # JPEG can decode at 1/2, 1/4 or 1/8 scale for a fraction of the cost; Pillow picks
         # the smallest scale that still covers the requested size.

@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from classifier import decode, memory
-from classifier.decode import MAX_JPEG_SCANS, decode_image, jpeg_scan_count
+from classifier.decode import decode_image
 from classifier.errors import ImageTooComplexError, ImageTooLargeError, UnsupportedImageError
+from classifier.structure import MAX_JPEG_SCANS, jpeg_parts
 
 from .imagemaker import encode
 from .support import post_file
@@ -43,12 +44,17 @@ def scan_bomb(repeats: int, size=(400, 300)) -> bytes:
     return data[:-2] + scan * repeats + data[-2:]
 
 
+def scans(data: bytes) -> int:
+    """The scans counted in `data`'s markers."""
+    return jpeg_parts(data)[1]
+
+
 def test_an_ordinary_progressive_jpeg_has_about_ten_scans():
-    assert 2 <= jpeg_scan_count(progressive_jpeg()) <= 15
+    assert 2 <= scans(progressive_jpeg()) <= 15
 
 
 def test_a_baseline_jpeg_has_one_scan():
-    assert jpeg_scan_count(encode(noisy((64, 48)), "JPEG")) == 1
+    assert scans(encode(noisy((64, 48)), "JPEG")) == 1
 
 
 @pytest.mark.parametrize("repeats", [MAX_JPEG_SCANS + 1, 20_000])
@@ -58,6 +64,18 @@ def test_a_jpeg_of_repeated_scans_is_refused_before_it_is_decoded(repeats):
     with pytest.raises(ImageTooComplexError, match="more than 100 scans"):
         decode_image(bomb, max_pixels=50_000_000)
     assert time.perf_counter() - started < 1.0  # decoding it would take seconds
+
+
+@pytest.mark.parametrize("junk", [b"\x00", b"\x00" * 1000, b"\xff\x00", b"\xff" * 7])
+@pytest.mark.parametrize("before_scan", [0, 1, 50])
+def test_junk_between_scans_does_not_hide_them(junk, before_scan):
+    # libjpeg skips stray bytes before a marker with a warning, and decodes the scans behind
+    bomb = scan_bomb(MAX_JPEG_SCANS + 10, size=(64, 48))
+    starts = [i for i in range(len(bomb) - 1) if bomb[i : i + 2] == SCAN_START]
+    at = starts[before_scan]
+    bomb = bomb[:at] + junk + bomb[at:]
+    with pytest.raises(ImageTooComplexError, match="more than 100 scans"):
+        decode_image(bomb, max_pixels=50_000_000)
 
 
 def test_a_jpeg_with_a_few_repeated_scans_still_decodes():

@@ -1,0 +1,183 @@
+"""Count the parts of an upload's container before Pillow parses any of it, and refuse absurd ones.
+
+Pillow walks a file's structure in Python: a JPEG's marker segments and the padding between
+them, a PNG's chunks, a GIF's extension blocks and a TIFF's strip tables, at about a
+microsecond and up to 300 bytes of memory for each part. A 20 MB file of millions of tiny parts
+therefore costs seconds and gigabytes before one pixel is decoded (a 6 MB TIFF of 3 million
+1x1 tiles: 21 s and 950 MB; bench/RESULTS.md, "container bombs"), and a JPEG of thousands of
+repeated scans costs a pass over every pixel for each. Real photos have tens of parts, so each
+cap below is far above them. Each walk here stops as soon as a count passes its cap and skips
+pixel data with a regular expression, so it costs a few milliseconds at most, whatever the file.
+Pillow offers no such limits (its MAX_TEXT_CHUNK and MAX_TEXT_MEMORY bound PNG text only).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+from .errors import ImageTooComplexError
+
+# Real progressive photos have about 10 scans; each scan costs a pass over every pixel, so a
+# file of thousands of tiny repeated scans is a CPU bomb (1.3 ms per scan at 16 MP).
+MAX_JPEG_SCANS = 100
+# the first image's marker segments, scans included (a photo has about 20; an ICC profile
+# split into its most chunks adds 255, an extended XMP packet filling 20 MB about 300)
+MAX_JPEG_SEGMENTS = 1_000
+# fill and stray bytes between the segments before the first scan: Pillow steps over them one
+# at a time (20 MB of fill bytes: 8 s); a photo has none
+MAX_JPEG_PADDING = 65_536
+# chunks in all (a 20 MB PNG written in 8 KB IDAT chunks, libpng's default, has about 2,500)
+MAX_PNG_CHUNKS = 50_000
+# extension sub-blocks and stray bytes before the first picture (a photo has a few)
+MAX_GIF_PARTS = 10_000
+# values in one numeric tag of the first directory; the longest in a real file is its strip or
+# tile table (a 50 MP image stored a row per strip has about 7,000)
+MAX_TIFF_VALUES = 50_000
+
+# the marker a decoder resynchronises to: the last 0xFF of a run, followed by a marker code
+# (not a stuffed 0x00). One byte of lookahead keeps the search linear on a run of fill bytes.
+_MARKER = re.compile(rb"\xff(?=[^\x00\xff])")
+# the marker that ends a scan's entropy-coded data: as above, less the restart markers in it
+_SCAN_END = re.compile(rb"\xff(?=[^\x00\xd0-\xd7\xff])")
+_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI
+_GIF_BLOCK = re.compile(rb"[!,;]")  # extension, image descriptor, trailer
+# TIFF field types that Pillow unpacks into a tuple of numbers, one object per value
+_TIFF_NUMERIC_TYPES = frozenset({3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16, 17, 18})
+
+
+def jpeg_parts(data: bytes) -> tuple[int, int, int]:
+    """The marker segments, scans and padding bytes before the first scan, of the first image
+    of a JPEG, read from its markers (each count stops just past its cap)."""
+    segments = scans = padding = 0
+    position = 2
+    while segments <= MAX_JPEG_SEGMENTS and scans <= MAX_JPEG_SCANS:
+        if scans == 0:  # after the first scan, libjpeg skips padding in C
+            # search no further than the padding left, so a run of fill bytes is never read
+            window = position + MAX_JPEG_PADDING - padding + 2
+            found = _MARKER.search(data, position, window)
+            if found is None and window < len(data):
+                return segments, scans, MAX_JPEG_PADDING + 1
+        else:
+            found = _MARKER.search(data, position)
+        if found is None:
+            break
+        if scans == 0:
+            padding += found.start() - position
+            if padding > MAX_JPEG_PADDING:
+                break
+        marker, position = data[found.start() + 1], found.start() + 2
+        segments += 1
+        if marker == 0xD9:  # EOI: later images of an MPO are not decoded
+            break
+        if marker in _STANDALONE_MARKERS:
+            continue
+        position += int.from_bytes(data[position : position + 2], "big")
+        if marker == 0xDA:
+            scans += 1
+            found = _SCAN_END.search(data, position)
+            if found is None:
+                break
+            position = found.start()
+    return segments, scans, padding
+
+
+def png_chunks(data: bytes) -> int:
+    """The number of chunks in a PNG, up to IEND (stops just past MAX_PNG_CHUNKS)."""
+    chunks, position, end = 0, 8, len(data)
+    while position + 8 <= end and chunks <= MAX_PNG_CHUNKS:
+        chunks += 1
+        if data[position + 4 : position + 8] == b"IEND":
+            break
+        position += 12 + int.from_bytes(data[position : position + 4], "big")
+    return chunks
+
+
+def gif_parts(data: bytes) -> int:
+    """The extension sub-blocks and stray bytes before a GIF's first picture, as Pillow reads
+    them one by one (stops just past MAX_GIF_PARTS)."""
+    if len(data) < 13:
+        return 0
+    flags = data[10]
+    position = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # the global colour table
+    parts, end = 0, len(data)
+    while position < end and parts <= MAX_GIF_PARTS:
+        introducer = data[position]
+        if introducer == 0x21:  # an extension: its label, then sub-blocks up to an empty one
+            position += 2
+            while position < end and parts <= MAX_GIF_PARTS:
+                size = data[position]
+                position += 1 + size
+                parts += 1
+                if size == 0:
+                    break
+        elif introducer in (0x2C, 0x3B):  # the first picture, or the trailer
+            break
+        else:  # stray bytes, which Pillow skips one at a time
+            found = _GIF_BLOCK.search(data, position)
+            stop = end if found is None else found.start()
+            parts += stop - position
+            position = stop
+    return parts
+
+
+def tiff_longest_array(data: bytes) -> int:
+    """The most values any numeric tag of a TIFF's (or BigTIFF's) first directory holds."""
+    endian = "<" if data[:2] == b"II" else ">"
+    try:
+        (version,) = struct.unpack_from(endian + "H", data, 2)
+        if version == 43:  # BigTIFF: 8-byte offsets and counts
+            (start,) = struct.unpack_from(endian + "Q", data, 8)
+            (entries,) = struct.unpack_from(endian + "Q", data, start)
+            start, layout = start + 8, endian + "HHQ8s"
+        else:
+            (start,) = struct.unpack_from(endian + "I", data, 4)
+            (entries,) = struct.unpack_from(endian + "H", data, start)
+            start, layout = start + 2, endian + "HHI4s"
+    except struct.error:  # too short to hold a directory: Pillow reports the damage
+        return 0
+    size = struct.calcsize(layout)
+    entries = min(entries, (len(data) - start) // size)
+    table = data[start : start + entries * size]
+    rows = struct.iter_unpack(layout, table)
+    return max((count for _, kind, count, _ in rows if kind in _TIFF_NUMERIC_TYPES), default=0)
+
+
+def _counts(data: bytes) -> list[tuple[str, int, int, str]]:
+    """For each counted part of `data`'s format: the format, the count, its cap, and what a
+    count over the cap means (a phrase with {cap})."""
+    if data[:3] == b"\xff\xd8\xff":
+        segments, scans, padding = jpeg_parts(data)
+        return [
+            ("JPEG", scans, MAX_JPEG_SCANS, "is stored in more than {cap:,} scans (a photo has "
+             "about 10)"),
+            ("JPEG", segments, MAX_JPEG_SEGMENTS, "is stored in more than {cap:,} marker "
+             "segments (a photo has about 20)"),
+            ("JPEG", padding, MAX_JPEG_PADDING, "has more than {cap:,} bytes of padding between "
+             "its markers (a photo has none)"),
+        ]  # fmt: skip
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return [("PNG", png_chunks(data), MAX_PNG_CHUNKS, "is stored in more than {cap:,} "
+                 "chunks (a 20 MB photo has about 2,500)")]  # fmt: skip
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return [("GIF", gif_parts(data), MAX_GIF_PARTS, "has more than {cap:,} extension "
+                 "blocks or stray bytes before its picture (a photo has a few)")]  # fmt: skip
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return [("TIFF", tiff_longest_array(data), MAX_TIFF_VALUES, "holds more than {cap:,} "
+                 "values in one tag (a photo's longest, its strip table, has a few "
+                 "thousand)")]  # fmt: skip
+    return []
+
+
+def check_parts(data: bytes) -> None:
+    """Refuse an upload whose container has absurdly many parts, before Pillow parses it.
+
+    The format is told by the same first bytes Pillow's plugins test; anything else passes here
+    and is left to Pillow. Raises ImageTooComplexError, with a sentence for the user.
+    """
+    for kind, count, cap, meaning in _counts(data):
+        if count > cap:
+            raise ImageTooComplexError(
+                f"That {kind} {meaning.format(cap=cap)}, which would take too long to decode: "
+                f"save it again as an ordinary {kind}."
+            )

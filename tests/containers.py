@@ -1,0 +1,96 @@
+"""Container bombs: valid files whose structure has as many tiny parts as asked.
+
+Pillow walks these parts in Python before it decodes a pixel, so at full size (millions of
+parts in under 20 MB) each costs seconds and hundreds of megabytes (bench/bounds.py measures
+them). The tests build them with just past the caps in classifier/structure.py, which is small.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from PIL import Image
+
+from .hostile import png, png_chunk
+from .imagemaker import encode
+
+COMMENT_SEGMENT = b"\xff\xfe\x00\x02"  # an empty JPEG comment
+
+
+def jpeg_with_segments(count: int) -> bytes:
+    """A small JPEG with `count` empty comment segments after SOI."""
+    data = encode(Image.new("RGB", (16, 16), (200, 30, 30)), "JPEG")
+    return data[:2] + COMMENT_SEGMENT * count + data[2:]
+
+
+def jpeg_with_padding(count: int) -> bytes:
+    """A small JPEG with `count` fill bytes (0xFF) before its first segment."""
+    data = encode(Image.new("RGB", (16, 16), (200, 30, 30)), "JPEG")
+    return data[:2] + b"\xff" * count + data[2:]
+
+
+def png_with_chunks(count: int) -> bytes:
+    """A small grey PNG whose image data is split by `count` empty IDAT chunks."""
+    whole = png(64, 64, 8, 0, b"".join(b"\x00" + bytes([16]) * 64 for _ in range(64)))
+    first_data = whole.index(b"IDAT") - 4  # the chunk's length field
+    length = int.from_bytes(whole[first_data : first_data + 4], "big")
+    body = whole[first_data + 8 : first_data + 8 + length]
+    split = png_chunk(b"IDAT", body[:1]) + png_chunk(b"IDAT", b"") * count
+    split += png_chunk(b"IDAT", body[1:])
+    return whole[:first_data] + split + whole[first_data + 12 + length :]
+
+
+def gif_with_comment_blocks(count: int) -> bytes:
+    """A small GIF with one comment extension of `count` one-byte sub-blocks before its picture."""
+    data = encode(Image.new("P", (16, 16), 3), "GIF")
+    picture = data.index(b"\x2c")  # image descriptor (the palette holds no 0x2c here)
+    return data[:picture] + b"\x21\xfe" + b"\x01x" * count + b"\x00" + data[picture:]
+
+
+def gif_with_stray_bytes(count: int) -> bytes:
+    """A small GIF with `count` stray zero bytes before its picture (Pillow skips them)."""
+    data = encode(Image.new("P", (16, 16), 3), "GIF")
+    picture = data.index(b"\x2c")
+    return data[:picture] + bytes(count) + data[picture:]
+
+
+def tiff_of_tiles(width: int, height: int, big: bool = False) -> bytes:
+    """An uncompressed 8-bit grey TIFF (or BigTIFF) of 1x1 tiles, all stored at one byte."""
+    count = width * height
+    offsets = struct.pack(f"<{count}H", *([8 if not big else 16] * count))
+    tags = [
+        (256, 4, 1, width),  # ImageWidth
+        (257, 4, 1, height),  # ImageLength
+        (258, 3, 1, 8),  # BitsPerSample
+        (259, 3, 1, 1),  # no compression
+        (262, 3, 1, 1),  # BlackIsZero
+        (277, 3, 1, 1),  # SamplesPerPixel
+        (322, 4, 1, 1),  # TileWidth
+        (323, 4, 1, 1),  # TileLength
+        (324, 3, count, 0),  # TileOffsets, stored below
+    ]
+    header_size = 16 if big else 8
+    table_at = header_size + 8  # after the header and the one byte every tile points at
+    directory_at = table_at + len(offsets)
+    entry, number = ("<HHQQ", "<Q") if big else ("<HHII", "<H")
+    directory = struct.pack(number, len(tags))
+    for tag, kind, values, value in tags:
+        directory += struct.pack(entry, tag, kind, values, table_at if tag == 324 else value)
+    directory += struct.pack("<Q" if big else "<I", 0)
+    if big:
+        header = b"II+\x00" + struct.pack("<HHQ", 8, 0, directory_at)
+    else:
+        header = b"II*\x00" + struct.pack("<I", directory_at)
+    return header + b"\x80" * 8 + offsets + directory
+
+
+def bmp_rle8_of_short_rows(width: int, height: int) -> bytes:
+    """An RLE8 BMP whose every row is one pixel then end-of-line: 4 bytes per row on disk, and
+    Pillow's Python decoder pads the rest of each row a pixel at a time."""
+    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+    body = b"\x01\x80\x00\x00" * height + b"\x00\x01"  # one pixel of 0x80, end of line; end
+    offset = 14 + 40 + len(palette)
+    info = struct.pack(
+        "<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(body), 2835, 2835, 256, 0
+    )  # BITMAPINFOHEADER, 8 bits, compression 1 (RLE8)
+    return b"BM" + struct.pack("<IHHI", offset + len(body), 0, 0, offset) + info + palette + body

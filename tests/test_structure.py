@@ -1,0 +1,175 @@
+"""An upload's container is counted before Pillow parses it: absurdly many parts get a 4xx."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from classifier import decode, structure
+from classifier.decode import MAX_PYTHON_DECODED_PIXELS, decode_image
+from classifier.errors import ImageTooComplexError, ImageTooLargeError
+from classifier.structure import (
+    MAX_GIF_PARTS,
+    MAX_JPEG_PADDING,
+    MAX_JPEG_SEGMENTS,
+    MAX_PNG_CHUNKS,
+    MAX_TIFF_VALUES,
+)
+
+from .containers import (
+    bmp_rle8_of_short_rows,
+    gif_with_comment_blocks,
+    gif_with_stray_bytes,
+    jpeg_with_padding,
+    jpeg_with_segments,
+    png_with_chunks,
+    tiff_of_tiles,
+)
+from .imagemaker import encode
+from .support import post_file
+
+# parts either side of a cap in the files below: a TIFF's row of tiles, and more than the few
+# segments, chunks or blocks a small encoded file has of its own
+MARGIN = 250
+
+# (name, builder of a file of `count` parts, the cap, what the sentence says)
+BOMBS = [
+    ("jpeg-segments", jpeg_with_segments, MAX_JPEG_SEGMENTS, "1,000 marker segments"),
+    ("jpeg-padding", jpeg_with_padding, MAX_JPEG_PADDING, "65,536 bytes of padding"),
+    ("png-chunks", png_with_chunks, MAX_PNG_CHUNKS, "50,000 chunks"),
+    ("gif-comment-blocks", gif_with_comment_blocks, MAX_GIF_PARTS, "10,000 extension blocks"),
+    ("gif-stray-bytes", gif_with_stray_bytes, MAX_GIF_PARTS, "10,000 extension blocks"),
+    (
+        "tiff-tiles",
+        lambda count: tiff_of_tiles(-(-count // MARGIN), MARGIN),
+        MAX_TIFF_VALUES,
+        "50,000 values in one tag",
+    ),
+    (
+        "bigtiff-tiles",
+        lambda count: tiff_of_tiles(-(-count // MARGIN), MARGIN, big=True),
+        MAX_TIFF_VALUES,
+        "50,000 values in one tag",
+    ),
+]
+BOMB_IDS = [name for name, *_ in BOMBS]
+
+
+@pytest.fixture
+def pillow_never_opens(monkeypatch):
+    """Fail the test if decode_image hands the bytes to Pillow's parser."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Image.open was called")
+
+    monkeypatch.setattr(decode.Image, "open", refuse)
+
+
+@pytest.mark.parametrize(("name", "build", "cap", "sentence"), BOMBS, ids=BOMB_IDS)
+def test_a_file_of_too_many_parts_is_refused_before_pillow_parses_it(
+    pillow_never_opens, name, build, cap, sentence
+):
+    with pytest.raises(ImageTooComplexError, match=f"more than {sentence}"):
+        decode_image(build(cap + MARGIN), max_pixels=50_000_000)
+
+
+@pytest.mark.parametrize(("name", "build", "cap", "sentence"), BOMBS, ids=BOMB_IDS)
+def test_a_file_of_many_parts_within_the_cap_is_decoded(name, build, cap, sentence):
+    assert decode_image(build(cap - MARGIN), max_pixels=50_000_000).mode == "RGB"
+
+
+@pytest.mark.parametrize(("name", "build", "cap", "sentence"), BOMBS, ids=BOMB_IDS)
+def test_a_file_of_too_many_parts_gets_400_with_a_sentence_over_the_api(
+    client, name, build, cap, sentence
+):
+    response = post_file(client, build(cap + MARGIN), "bomb.bin")
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("That ")
+    assert sentence in response.get_json()["error"]
+
+
+@pytest.mark.parametrize(("progressive", "fewest", "most"), [(False, 1, 1), (True, 2, 15)])
+def test_a_jpeg_is_counted_by_its_scans(progressive, fewest, most):
+    data = encode(Image.new("RGB", (64, 48), (9, 99, 199)), "JPEG", progressive=progressive)
+    assert fewest <= structure.jpeg_parts(data)[1] <= most
+
+
+@pytest.mark.parametrize("added", [1, 5, 300])
+def test_a_jpeg_is_counted_by_its_marker_segments(added):
+    plain, _, _ = structure.jpeg_parts(jpeg_with_segments(0))
+    assert structure.jpeg_parts(jpeg_with_segments(added)) == (plain + added, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("count", "counted"), [(0, 0), (1, 1), (255, 255), (MAX_JPEG_PADDING, MAX_JPEG_PADDING)]
+)
+def test_fill_bytes_before_the_first_scan_are_counted_as_padding(count, counted):
+    assert structure.jpeg_parts(jpeg_with_padding(count))[2] == counted
+
+
+def test_the_counts_stop_just_past_the_cap_whatever_the_file_holds():
+    segments, _, _ = structure.jpeg_parts(jpeg_with_segments(50 * MAX_JPEG_SEGMENTS))
+    assert segments == MAX_JPEG_SEGMENTS + 1
+    assert structure.png_chunks(png_with_chunks(3 * MAX_PNG_CHUNKS)) == MAX_PNG_CHUNKS + 1
+    _, _, padding = structure.jpeg_parts(jpeg_with_padding(50 * MAX_JPEG_PADDING))
+    assert padding == MAX_JPEG_PADDING + 1
+
+
+@pytest.mark.parametrize(
+    ("data", "count"),
+    [
+        (encode(Image.new("L", (64, 48)), "PNG"), 3),  # IHDR, IDAT, IEND
+        (png_with_chunks(10), 14),
+    ],
+)
+def test_a_png_is_counted_by_its_chunks(data, count):
+    assert structure.png_chunks(data) == count
+
+
+@pytest.mark.parametrize(
+    ("data", "parts"),
+    [(encode(Image.new("P", (16, 16)), "GIF"), 0), (gif_with_comment_blocks(7), 8)],
+)
+def test_a_gif_is_counted_by_its_blocks_before_the_picture(data, parts):
+    assert structure.gif_parts(data) == parts
+
+
+@pytest.mark.parametrize(
+    ("data", "longest"),
+    [
+        (tiff_of_tiles(12, 10), 120),
+        (tiff_of_tiles(12, 10, big=True), 120),
+        (encode(Image.new("L", (64, 48)), "TIFF"), 1),  # one strip
+        (b"II*\x00", 0),  # too short for a directory: left to Pillow
+    ],
+)
+def test_a_tiff_is_counted_by_its_longest_numeric_tag(data, longest):
+    assert structure.tiff_longest_array(data) == longest
+
+
+@pytest.mark.parametrize(
+    ("size", "refused"),
+    [
+        ((2000, MAX_PYTHON_DECODED_PIXELS // 2000), False),
+        ((2000, 2001), True),
+        ((7000, 7000), True),
+    ],
+)
+def test_a_run_length_bmp_has_a_smaller_pixel_limit_pillow_decodes_it_in_python(size, refused):
+    data = bmp_rle8_of_short_rows(*size)
+    if refused:
+        with pytest.raises(ImageTooLargeError, match="run-length compression"):
+            decode_image(data, max_pixels=50_000_000)
+    else:
+        assert decode_image(data, max_pixels=50_000_000, draft_size=224).mode == "RGB"
+
+
+def test_an_uncompressed_bmp_of_the_same_size_is_not_held_to_that_limit():
+    data = encode(Image.new("L", (2000, 2001), 128), "BMP")
+    assert decode_image(data, max_pixels=50_000_000, draft_size=224).mode == "RGB"
+
+
+def test_a_large_run_length_bmp_gets_413_with_a_sentence_over_the_api(client):
+    response = post_file(client, bmp_rle8_of_short_rows(7000, 7000), "tiny.bmp")
+    assert response.status_code == 413
+    assert "save it as a PNG or JPEG" in response.get_json()["error"]
