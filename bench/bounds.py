@@ -11,7 +11,11 @@ It starts `python application.py --workers 1 --threads 8` on 127.0.0.1 and measu
   the photo's answer time, and each bomb's status and time;
 - memory: for each file that is tiny on disk but near the 50 MP limit (7000x7000: a 16-bit grey
   PNG, an RGBA PNG, a GIF, a float TIFF), 8 uploads at once: the worker's RSS before, at its
-  peak (sampled every 20 ms) and after an idle pause, with each upload's status.
+  peak (sampled every 20 ms) and after an idle pause, with each upload's status;
+- containers: for each container bomb (millions of tiny parts that Pillow walks in Python: a
+  TIFF of 1x1 tiles, JPEG comment segments or fill bytes, empty PNG chunks, GIF comment
+  sub-blocks; a run-length BMP Pillow decodes in Python; the scan bomb behind one stray byte),
+  8 uploads at once and the ordinary photo 0.5 s later: statuses, times and the peak RSS.
 
 The memory check runs once per server configuration in `--configs` (the app as shipped, and
 without returning memory to the system), each on its own fresh server, so that the figures
@@ -25,6 +29,7 @@ import contextlib
 import os
 import platform
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -40,6 +45,7 @@ import requests
 from PIL import Image
 
 from bench.photos import TWELVE_MP, photo_jpeg
+from tests import containers
 from tests.imagemaker import encode
 from tests.support import LiveServer
 
@@ -51,6 +57,7 @@ IN_FLIGHT = 8
 SCAN_REPEATS = 20_000
 SCAN_START = b"\xff\xda"
 MB = 1024 * 1024
+MEASUREMENTS = ("cpu", "memory", "containers")
 # server configurations for the memory check: a name and the environment it runs with
 CONFIGS: dict[str, dict[str, str]] = {
     "as shipped": {},
@@ -86,6 +93,34 @@ def memory_files(side: int = SIDE) -> dict[str, tuple[str, bytes]]:
             "float.tif",
             encode(Image.new("F", size, 0.5), "TIFF", compression="tiff_adobe_deflate"),
         ),
+    }
+
+
+def behind_a_stray_byte(bomb: bytes) -> bytes:
+    """`bomb` with a zero byte before its second scan, which libjpeg skips with a warning."""
+    second = bomb.index(SCAN_START, bomb.index(SCAN_START) + 2)
+    return bomb[:second] + b"\x00" + bomb[second:]
+
+
+def container_bombs() -> dict[str, tuple[str, bytes]]:
+    """Files of millions of tiny parts, each under the 20 MB limit: name -> (filename, bytes)."""
+    return {
+        "TIFF of 3,000,000 1x1 tiles": ("tiles.tif", containers.tiff_of_tiles(12_000, 250)),
+        "JPEG of 4,000,000 comment segments": (
+            "segments.jpg",
+            containers.jpeg_with_segments(4_000_000),
+        ),
+        "JPEG of 16,000,000 fill bytes": ("fill.jpg", containers.jpeg_with_padding(16_000_000)),
+        "PNG of 1,300,000 empty chunks": ("chunks.png", containers.png_with_chunks(1_300_000)),
+        "GIF of 8,000,000 comment sub-blocks": (
+            "comment.gif",
+            containers.gif_with_comment_blocks(8_000_000),
+        ),
+        "7000x7000 RLE8 BMP of one-pixel rows": (
+            "rle.bmp",
+            containers.bmp_rle8_of_short_rows(SIDE, SIDE),
+        ),
+        "scan bomb behind one stray byte": ("stray.jpg", behind_a_stray_byte(scan_bomb())),
     }
 
 
@@ -174,6 +209,23 @@ def measure_cpu(server: LiveServer) -> dict:
     }
 
 
+def measure_container(server: LiveServer, filename: str, data: bytes, photo: bytes) -> dict:
+    """8 uploads of `data` at once, and `photo` 0.5 s later: answers and the workers' peak RSS."""
+    before = workers_rss(server)
+    with PeakSampler(server) as sampler, ThreadPoolExecutor(IN_FLIGHT) as pool:
+        bombs = [pool.submit(post, server.url, filename, data) for _ in range(IN_FLIGHT)]
+        time.sleep(0.5)
+        ordinary = post(server.url, "photo.jpg", photo)
+        answers = [future.result() for future in bombs]
+    return {
+        "bytes": len(data),
+        "before": before,
+        "peak": sampler.peak,
+        "ordinary": ordinary,
+        "answers": answers,
+    }
+
+
 def measure_memory(server: LiveServer, filename: str, data: bytes, idle_s: float) -> dict:
     """8 uploads of `data` at once: RSS before, at the peak and after `idle_s` of idling."""
     before = workers_rss(server)
@@ -200,16 +252,36 @@ def statuses(answers: list[Answer]) -> str:
     return ", ".join(f"{n} x {status}" for status, n in sorted(counts.items()))
 
 
-def report(cpu: dict, memory: dict[str, dict[str, dict]], args: argparse.Namespace) -> str:
+def seconds(answers: list[Answer]) -> str:
+    """The median and slowest answer times of `answers`."""
+    times = [answer.seconds for answer in answers]
+    return f"median {statistics.median(times):.2f}, slowest {max(times):.2f}"
+
+
+def report(results: dict, args: argparse.Namespace) -> str:
     """The run as Markdown: the machine, then one table per measurement."""
-    times = [answer.seconds for answer in cpu["bombs"]]
     load = os.getloadavg()
     lines = [
-        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: bounds (`python -m bench.bounds`)",
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: bounds (`python -m bench.bounds "
+        f"--measure {' '.join(args.measure)}`)",
         "",
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"load average {load[0]:.2f}; model `{args.model_name}`; 1 worker, 8 threads",
+        f"load average {load[0]:.2f}; model `{args.model_name}`; 1 worker, 8 threads; "
+        f"commit {args.commit}",
         "",
+    ]
+    if "cpu" in results:
+        lines += cpu_report(results["cpu"])
+    if "memory" in results:
+        lines += memory_report(results["memory"], args.idle)
+    if "containers" in results:
+        lines += containers_report(results["containers"])
+    return "\n".join(lines)
+
+
+def cpu_report(cpu: dict) -> list[str]:
+    """The scan bombs' table."""
+    return [
         f"CPU: {IN_FLIGHT} scan bombs ({cpu['bomb_bytes'] / MB:.1f} MB each, 4000x4000, smallest "
         f"scan x {SCAN_REPEATS:,}) at once, and a 12 MP photo "
         f"({cpu['photo_bytes'] / MB:.1f} MB) 0.5 s later:",
@@ -218,13 +290,18 @@ def report(cpu: dict, memory: dict[str, dict[str, dict]], args: argparse.Namespa
         "| --- | --- | --- |",
         f"| ordinary photo, while the bombs were in flight | {cpu['ordinary'].status} | "
         f"{cpu['ordinary'].seconds:.2f} |",
-        f"| each bomb | {statuses(cpu['bombs'])} | median {statistics.median(times):.2f}, "
-        f"slowest {max(times):.2f} |",
+        f"| each bomb | {statuses(cpu['bombs'])} | {seconds(cpu['bombs'])} |",
         "",
         f'The bombs\' sentence: "{cpu["bombs"][0].sentence}"',
         "",
+    ]
+
+
+def memory_report(memory: dict[str, dict[str, dict]], idle: float) -> list[str]:
+    """The near-50-megapixel files' table, one row per server configuration and file."""
+    lines = [
         f"Memory: {IN_FLIGHT} uploads at once of each {SIDE}x{SIDE} file; the workers' RSS "
-        f"before, at the peak (every 20 ms) and after {args.idle:g} s idle:",
+        f"before, at the peak (every 20 ms) and after {idle:g} s idle:",
         "",
         "| server | file | bytes | statuses | before MB | peak MB | after idle MB |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -236,7 +313,28 @@ def report(cpu: dict, memory: dict[str, dict[str, dict]], args: argparse.Namespa
                 f" | {run['before'] / MB:.0f} | {run['peak'] / MB:.0f} (+"
                 f"{(run['peak'] - run['before']) / MB:.0f}) | {run['after'] / MB:.0f} |"
             )
-    return "\n".join(lines) + "\n"
+    return [*lines, ""]
+
+
+def containers_report(runs: dict[str, dict]) -> list[str]:
+    """The container bombs' table, and each one's sentence."""
+    lines = [
+        f"Containers: {IN_FLIGHT} uploads at once of each file, and the 12 MP photo 0.5 s later; "
+        "the workers' RSS before and at the peak (every 20 ms):",
+        "",
+        "| file | bytes | statuses | seconds | photo's status, seconds | before MB | peak MB |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, run in runs.items():
+        lines.append(
+            f"| {name} | {run['bytes'] / MB:.2f} MB | {statuses(run['answers'])} | "
+            f"{seconds(run['answers'])} | {run['ordinary'].status}, "
+            f"{run['ordinary'].seconds:.2f} | {run['before'] / MB:.0f} | "
+            f"{run['peak'] / MB:.0f} (+{(run['peak'] - run['before']) / MB:.0f}) |"
+        )
+    lines.append("")
+    lines += [f'- {name}: "{run["answers"][0].sentence}"' for name, run in runs.items()]
+    return [*lines, ""]
 
 
 def tiny_model() -> Path:
@@ -250,33 +348,61 @@ def tiny_model() -> Path:
     return export
 
 
+def git_commit() -> str:
+    """The checkout's commit, with "+changes" when the tree differs from it."""
+
+    def git(*words: str) -> str:
+        return subprocess.run(["git", *words], cwd=ROOT, capture_output=True, text=True).stdout
+
+    changed = "+changes" if git("status", "--porcelain", "--untracked-files=no").strip() else ""
+    return git("rev-parse", "--short", "HEAD").strip() + changed
+
+
+def measure(server: LiveServer, config: str, args: argparse.Namespace, results: dict) -> None:
+    """Run on `server` what args.measure asks and results lacks yet, into `results`."""
+    if "cpu" in args.measure and "cpu" not in results:
+        results["cpu"] = measure_cpu(server)
+        time.sleep(args.idle)
+    if "containers" in args.measure and "containers" not in results:
+        photo = photo_jpeg("china.jpg", TWELVE_MP)
+        post(server.url, "warm.jpg", photo)
+        results["containers"] = {}
+        for name, (filename, data) in container_bombs().items():
+            results["containers"][name] = measure_container(server, filename, data, photo)
+            time.sleep(args.idle)
+    if "memory" in args.measure:
+        results.setdefault("memory", {})[config] = {
+            name: measure_memory(server, filename, data, args.idle)
+            for name, (filename, data) in memory_files().items()
+        }
+
+
 def main() -> None:
     """Measure and print (and with --record append to bench/RESULTS.md)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="an export.pkl (default: the tests' tiny one)")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idling before 'after'")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument(
+        "--measure", nargs="+", default=list(MEASUREMENTS), choices=MEASUREMENTS,
+        help="what to measure (default: all)",
+    )  # fmt: skip
     parser.add_argument("--record", action="store_true", help="append the report to RESULTS.md")
     args = parser.parse_args()
     model = args.model or tiny_model()
     args.model_name = str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model)
-    files = memory_files()
-    memory: dict[str, dict[str, dict]] = {}
-    cpu: dict = {}
+    args.commit = git_commit()
+    results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bounds-") as work:
-        for config in args.configs:
+        # the memory check runs on each configuration; the others on the first only
+        configs = args.configs if "memory" in args.measure else args.configs[:1]
+        for config in configs:
             server = started(model, Path(work) / config.replace(" ", "-"), CONFIGS[config])
             try:
-                if not cpu:
-                    cpu = measure_cpu(server)
-                    time.sleep(args.idle)
-                memory[config] = {
-                    name: measure_memory(server, filename, data, args.idle)
-                    for name, (filename, data) in files.items()
-                }
+                measure(server, config, args, results)
             finally:
                 server.stop()
-    text = report(cpu, memory, args)
+    text = report(results, args)
     print(text)
     if args.record:
         with RESULTS.open("a") as record:
