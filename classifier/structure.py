@@ -4,7 +4,7 @@ Pillow walks a file's structure in Python: a JPEG's marker segments and the padd
 them, a PNG's chunks, a GIF's extension blocks and a TIFF's strip tables, at about a
 microsecond and up to 300 bytes of memory for each part. A 20 MB file of millions of tiny parts
 therefore costs seconds and gigabytes before one pixel is decoded (a 6 MB TIFF of 3 million
-1x1 tiles: 21 s and 950 MB; bench/RESULTS.md, "container bombs"), and a JPEG of thousands of
+1x1 tiles: 21 s and 950 MB; `python -m bench.bounds --measure containers`), and a JPEG of thousands of
 repeated scans costs a pass over every pixel for each. Real photos have tens of parts, so each
 cap below is far above them. Each walk here stops as soon as a count passes its cap and skips
 pixel data with a regular expression, so it costs a few milliseconds at most, whatever the file.
