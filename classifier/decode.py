@@ -39,6 +39,11 @@ _BAND_ROWS = 256  # rows of a palette or 16-bit image converted at once (about)
 # 28 KB that ends each 7000-pixel row after one pixel took 5.9 s), so they get a smaller limit
 MAX_PYTHON_DECODED_PIXELS = 4_000_000
 _PYTHON_DECODERS = frozenset({"bmp_rle"})
+# the most a JPEG's EXIF segment holds. A PNG's eXIf or a WebP's EXIF chunk can fill the upload,
+# and exif_transpose() unpacks every number in it, a Python object each, when it rotates (a 16 MB
+# block: 17 s and 600 MB), so a larger block is ignored, orientation and all. (A TIFF's own
+# directories are counted by structure.py.)
+MAX_EXIF_BYTES = 65_535
 
 
 def _article(name: str) -> str:
@@ -173,8 +178,20 @@ def _small_rgb(image: Image.Image, size: int | None) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def _exif_bytes(image: Image.Image) -> int:
+    """The size of the EXIF block Pillow would read for `image`, less the "Exif" header some
+    formats keep (a PNG may hold the block as hex text)."""
+    block = image.info.get("exif", image.info.get("Raw profile type exif", b""))
+    if isinstance(block, str):
+        return len(block) // 2
+    return len(block) - (6 if block.startswith(b"Exif\x00\x00") else 0)
+
+
 def _upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation (phones store photos sideways); ignore a corrupt EXIF block."""
+    """Apply the EXIF orientation (phones store photos sideways); ignore a corrupt EXIF block,
+    or one larger than a JPEG can hold."""
+    if _exif_bytes(image) > MAX_EXIF_BYTES:
+        return image
     try:
         return ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - a broken EXIF block should not cost the user the photo

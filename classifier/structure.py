@@ -1,20 +1,22 @@
 """Count the parts of an upload's container before Pillow parses any of it, and refuse absurd ones.
 
 Pillow walks a file's structure in Python: a JPEG's marker segments and the padding between
-them, a PNG's chunks, a GIF's extension blocks and a TIFF's strip tables, at about a
-microsecond and up to 300 bytes of memory for each part. A 20 MB file of millions of tiny parts
-therefore costs seconds and gigabytes before one pixel is decoded (a 6 MB TIFF of 3 million
-1x1 tiles: 21 s and 950 MB; `python -m bench.bounds --measure containers`), and a JPEG of thousands of
-repeated scans costs a pass over every pixel for each. Real photos have tens of parts, so each
-cap below is far above them. Each walk here stops as soon as a count passes its cap and skips
-pixel data with a regular expression, so it costs a few milliseconds at most, whatever the file.
-Pillow offers no such limits (its MAX_TEXT_CHUNK and MAX_TEXT_MEMORY bound PNG text only).
+them, a PNG's chunks, a GIF's extension blocks and a TIFF's directories and strip tables, at
+about a microsecond and up to 300 bytes of memory for each part. A 20 MB file of millions of
+tiny parts therefore costs seconds and gigabytes before one pixel is decoded (a 6 MB TIFF of 3
+million 1x1 tiles: 21 s and 950 MB; `python -m bench.bounds --measure containers`), and a JPEG
+of thousands of repeated scans costs a pass over every pixel for each. Real photos have tens of
+parts, so each cap below is far above them. Each walk here stops as soon as a count passes its
+cap and skips pixel data with a regular expression, so it costs a few milliseconds at most,
+whatever the file. Pillow offers no such limits (its MAX_TEXT_CHUNK and MAX_TEXT_MEMORY bound
+PNG text only).
 """
 
 from __future__ import annotations
 
 import re
 import struct
+from typing import Literal
 
 from .errors import ImageTooComplexError
 
@@ -31,8 +33,10 @@ MAX_JPEG_PADDING = 65_536
 MAX_PNG_CHUNKS = 50_000
 # extension sub-blocks and stray bytes before the first picture (a photo has a few)
 MAX_GIF_PARTS = 10_000
-# values in one numeric tag of the first directory; the longest in a real file is its strip or
-# tile table (a 50 MP image stored a row per strip has about 7,000)
+# entries and numeric values in the directories Pillow reads: the first, and the EXIF and GPS
+# directories that exif_transpose() unpacks in full for a rotated photo (a 16 MB one: 4.5 s).
+# Most of a real file's are its strip or tile table (a 50 MP image stored a row per strip has
+# about 14,000, offsets and sizes)
 MAX_TIFF_VALUES = 50_000
 
 # the marker a decoder resynchronises to: the last 0xFF of a run, followed by a marker code
@@ -44,6 +48,7 @@ _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI
 _GIF_BLOCK = re.compile(rb"[!,;]")  # extension, image descriptor, trailer
 # TIFF field types that Pillow unpacks into a tuple of numbers, one object per value
 _TIFF_NUMERIC_TYPES = frozenset({3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16, 17, 18})
+_TIFF_SUB_DIRECTORIES = frozenset({0x8769, 0x8825, 0xA005})  # EXIF, GPS, interoperability
 
 
 def jpeg_parts(data: bytes) -> tuple[int, int, int]:
@@ -121,26 +126,41 @@ def gif_parts(data: bytes) -> int:
     return parts
 
 
-def tiff_longest_array(data: bytes) -> int:
-    """The most values any numeric tag of a TIFF's (or BigTIFF's) first directory holds."""
-    endian = "<" if data[:2] == b"II" else ">"
+def _tiff_directory(
+    data: bytes, start: int, endian: str, big: bool
+) -> list[tuple[int, int, int, bytes]]:
+    """The entries (tag, type, count, value field) of the TIFF directory at `start`, at most
+    one past MAX_TIFF_VALUES of them; none if it lies outside `data`."""
+    number, layout = (endian + "Q", endian + "HHQ8s") if big else (endian + "H", endian + "HHI4s")
     try:
-        (version,) = struct.unpack_from(endian + "H", data, 2)
-        if version == 43:  # BigTIFF: 8-byte offsets and counts
-            (start,) = struct.unpack_from(endian + "Q", data, 8)
-            (entries,) = struct.unpack_from(endian + "Q", data, start)
-            start, layout = start + 8, endian + "HHQ8s"
-        else:
-            (start,) = struct.unpack_from(endian + "I", data, 4)
-            (entries,) = struct.unpack_from(endian + "H", data, start)
-            start, layout = start + 2, endian + "HHI4s"
+        (entries,) = struct.unpack_from(number, data, start)
     except struct.error:  # too short to hold a directory: Pillow reports the damage
-        return 0
+        return []
+    start += struct.calcsize(number)
     size = struct.calcsize(layout)
-    entries = min(entries, (len(data) - start) // size)
-    table = data[start : start + entries * size]
-    rows = struct.iter_unpack(layout, table)
-    return max((count for _, kind, count, _ in rows if kind in _TIFF_NUMERIC_TYPES), default=0)
+    entries = min(entries, max(len(data) - start, 0) // size, MAX_TIFF_VALUES + 1)
+    return list(struct.iter_unpack(layout, data[start : start + entries * size]))
+
+
+def tiff_values(data: bytes) -> int:
+    """The entries and numeric values of a TIFF's (or BigTIFF's) first directory and of the
+    EXIF, GPS and interoperability directories it points at, as Pillow unpacks them one by one
+    (stops just past MAX_TIFF_VALUES)."""
+    endian = "<" if data[:2] == b"II" else ">"
+    order: Literal["little", "big"] = "little" if endian == "<" else "big"
+    big = data[2:4] in (b"+\x00", b"\x00+")  # BigTIFF: 8-byte offsets and counts
+    first = data[8:16] if big else data[4:8]
+    total, pending, seen = 0, [int.from_bytes(first, order)], set()
+    while pending and total <= MAX_TIFF_VALUES:
+        start = pending.pop()
+        if start in seen:
+            continue
+        seen.add(start)
+        for tag, kind, count, value in _tiff_directory(data, start, endian, big):
+            total += max(count, 1) if kind in _TIFF_NUMERIC_TYPES else 1
+            if tag in _TIFF_SUB_DIRECTORIES and count == 1:
+                pending.append(int.from_bytes(value[:2] if kind == 3 else value, order))
+    return total
 
 
 def _counts(data: bytes) -> list[tuple[str, int, int, str]]:
@@ -163,9 +183,9 @@ def _counts(data: bytes) -> list[tuple[str, int, int, str]]:
         return [("GIF", gif_parts(data), MAX_GIF_PARTS, "has more than {cap:,} extension "
                  "blocks or stray bytes before its picture (a photo has a few)")]  # fmt: skip
     if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return [("TIFF", tiff_longest_array(data), MAX_TIFF_VALUES, "holds more than {cap:,} "
-                 "values in one tag (a photo's longest, its strip table, has a few "
-                 "thousand)")]  # fmt: skip
+        return [("TIFF", tiff_values(data), MAX_TIFF_VALUES, "holds more than {cap:,} tags "
+                 "and values in its directories (a photo has a few thousand, most of them its "
+                 "strip table)")]  # fmt: skip
     return []
 
 

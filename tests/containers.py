@@ -94,3 +94,48 @@ def bmp_rle8_of_short_rows(width: int, height: int) -> bytes:
         "<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(body), 2835, 2835, 256, 0
     )  # BITMAPINFOHEADER, 8 bits, compression 1 (RLE8)
     return b"BM" + struct.pack("<IHHI", offset + len(body), 0, 0, offset) + info + palette + body
+
+
+def _directory(entries: list[tuple[int, int, int, int]], after: int = 0) -> bytes:
+    """A little-endian TIFF directory of (tag, type, count, value or offset) entries."""
+    rows = b"".join(struct.pack("<HHII", *entry) for entry in entries)
+    return struct.pack("<H", len(entries)) + rows + struct.pack("<I", after)
+
+
+def exif_block(orientation: int, rationals: int) -> bytes:
+    """An EXIF block (a TIFF header and one directory) that says to turn the picture by
+    `orientation` and carries a private tag of `rationals` RATIONAL values (8 bytes each)."""
+    values_at = 8 + 2 + 2 * 12 + 4
+    entries = [(0x0112, 3, 1, orientation), (0xC000, 5, rationals, values_at)]
+    values = b"\x01\x00\x00\x00" * 2 * rationals  # each 1/1
+    return b"II*\x00" + struct.pack("<I", 8) + _directory(entries) + values
+
+
+def with_exif(image: Image.Image, format: str, block: bytes) -> bytes:
+    """`image` encoded as `format` with `block` as its EXIF (a PNG's eXIf or WebP's EXIF chunk)."""
+    return encode(image, format, exif=block)
+
+
+def tiff_with_exif_directory(rationals: int) -> bytes:
+    """A 64x32 grey TIFF turned by its orientation (6), whose EXIF directory holds a private
+    tag of `rationals` RATIONAL values: exif_transpose() unpacks them all when it rotates."""
+    pixels = bytes([16]) * 64 * 32
+    first_at = 8 + len(pixels)
+    entries = [
+        (256, 4, 1, 64),  # ImageWidth
+        (257, 4, 1, 32),  # ImageLength
+        (258, 3, 1, 8),  # BitsPerSample
+        (259, 3, 1, 1),  # no compression
+        (262, 3, 1, 1),  # BlackIsZero
+        (273, 4, 1, 8),  # StripOffsets: the pixels, right after the header
+        (274, 3, 1, 6),  # Orientation
+        (277, 3, 1, 1),  # SamplesPerPixel
+        (278, 4, 1, 32),  # RowsPerStrip
+        (279, 4, 1, len(pixels)),  # StripByteCounts
+    ]
+    exif_at = first_at + len(_directory(entries + [(0, 0, 0, 0)]))
+    first = _directory(entries + [(0x8769, 4, 1, exif_at)])  # the EXIF directory
+    values_at = exif_at + len(_directory([(0, 0, 0, 0)]))
+    exif = _directory([(0xC000, 5, rationals, values_at)])
+    values = b"\x01\x00\x00\x00" * 2 * rationals
+    return b"II*\x00" + struct.pack("<I", first_at) + pixels + first + exif + values

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from classifier import decode, structure
-from classifier.decode import MAX_PYTHON_DECODED_PIXELS, decode_image
+from classifier.decode import MAX_EXIF_BYTES, MAX_PYTHON_DECODED_PIXELS, decode_image
 from classifier.errors import ImageTooComplexError, ImageTooLargeError
 from classifier.structure import (
     MAX_GIF_PARTS,
@@ -18,12 +18,15 @@ from classifier.structure import (
 
 from .containers import (
     bmp_rle8_of_short_rows,
+    exif_block,
     gif_with_comment_blocks,
     gif_with_stray_bytes,
     jpeg_with_padding,
     jpeg_with_segments,
     png_with_chunks,
     tiff_of_tiles,
+    tiff_with_exif_directory,
+    with_exif,
 )
 from .imagemaker import encode
 from .support import post_file
@@ -43,14 +46,15 @@ BOMBS = [
         "tiff-tiles",
         lambda count: tiff_of_tiles(-(-count // MARGIN), MARGIN),
         MAX_TIFF_VALUES,
-        "50,000 values in one tag",
+        "50,000 tags and values",
     ),
     (
         "bigtiff-tiles",
         lambda count: tiff_of_tiles(-(-count // MARGIN), MARGIN, big=True),
         MAX_TIFF_VALUES,
-        "50,000 values in one tag",
+        "50,000 tags and values",
     ),
+    ("tiff-exif-directory", tiff_with_exif_directory, MAX_TIFF_VALUES, "50,000 tags and values"),
 ]
 BOMB_IDS = [name for name, *_ in BOMBS]
 
@@ -135,16 +139,67 @@ def test_a_gif_is_counted_by_its_blocks_before_the_picture(data, parts):
 
 
 @pytest.mark.parametrize(
-    ("data", "longest"),
+    ("data", "counted"),
     [
-        (tiff_of_tiles(12, 10), 120),
-        (tiff_of_tiles(12, 10, big=True), 120),
-        (encode(Image.new("L", (64, 48)), "TIFF"), 1),  # one strip
+        (tiff_of_tiles(12, 10), 8 + 120),  # 8 one-value tags, and the tile table
+        (tiff_of_tiles(12, 10, big=True), 8 + 120),
+        (encode(Image.new("L", (64, 48)), "TIFF"), 9),  # nine one-value tags, one strip
+        (tiff_with_exif_directory(300), 11 + 300),  # and the EXIF directory it points at
         (b"II*\x00", 0),  # too short for a directory: left to Pillow
     ],
 )
-def test_a_tiff_is_counted_by_its_longest_numeric_tag(data, longest):
-    assert structure.tiff_longest_array(data) == longest
+def test_a_tiff_is_counted_by_the_entries_and_values_of_its_directories(data, counted):
+    assert structure.tiff_values(data) == counted
+
+
+def test_a_tiff_directory_that_points_at_itself_is_counted_once():
+    data = bytearray(tiff_with_exif_directory(0))
+    exif_pointer = bytes(data).index(b"\x69\x87\x04\x00")  # tag 0x8769, type LONG
+    first_at = int.from_bytes(data[4:8], "little")
+    data[exif_pointer + 8 : exif_pointer + 12] = first_at.to_bytes(4, "little")
+    assert structure.tiff_values(bytes(data)) == 11
+
+
+# rationals that fill an EXIF block (38 bytes of header, directory and Orientation) to the cap
+RATIONALS_AT_CAP = (MAX_EXIF_BYTES - 38) // 8
+
+
+@pytest.mark.parametrize("format", ["PNG", "WEBP"])
+@pytest.mark.parametrize(("rationals", "size"), [(0, (32, 64)), (RATIONALS_AT_CAP, (32, 64))])
+def test_the_exif_orientation_of_a_png_or_webp_is_applied(format, rationals, size):
+    data = with_exif(Image.new("L", (64, 32), 40), format, exif_block(6, rationals))
+    assert decode_image(data, max_pixels=50_000_000).size == size
+
+
+@pytest.fixture
+def exif_transposes(monkeypatch):
+    """The images decode_image asked Pillow to turn by their EXIF orientation."""
+    seen: list[Image.Image] = []
+    turn = decode.ImageOps.exif_transpose
+
+    def record(image):
+        seen.append(image)
+        return turn(image)
+
+    monkeypatch.setattr(decode.ImageOps, "exif_transpose", record)
+    return seen
+
+
+@pytest.mark.parametrize("format", ["PNG", "WEBP"])
+def test_an_exif_block_larger_than_a_jpeg_holds_is_ignored_unread(exif_transposes, format):
+    data = with_exif(Image.new("L", (64, 32), 40), format, exif_block(6, RATIONALS_AT_CAP + 1))
+    assert decode_image(data, max_pixels=50_000_000).size == (64, 32)
+    assert exif_transposes == []
+
+
+def test_an_oversized_exif_block_as_png_text_is_ignored_unread(exif_transposes):
+    block = exif_block(6, RATIONALS_AT_CAP + 1)
+    text = f"\nexif\n{len(block):8}\n{block.hex()}\n"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Raw profile type exif", text, zip=True)
+    data = encode(Image.new("L", (64, 32), 40), "PNG", pnginfo=info)
+    assert decode_image(data, max_pixels=50_000_000).size == (64, 32)
+    assert exif_transposes == []
 
 
 @pytest.mark.parametrize(
