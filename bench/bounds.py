@@ -14,8 +14,9 @@ It starts `python application.py --workers 1 --threads 8` on 127.0.0.1 and measu
   peak (sampled every 20 ms) and after an idle pause, with each upload's status;
 - containers: for each container bomb (millions of tiny parts that Pillow walks in Python: a
   TIFF of 1x1 tiles, JPEG comment segments or fill bytes, empty PNG chunks, GIF comment
-  sub-blocks; a run-length BMP Pillow decodes in Python; the scan bomb behind one stray byte),
-  8 uploads at once and the ordinary photo 0.5 s later: statuses, times and the peak RSS.
+  sub-blocks; a run-length BMP Pillow decodes in Python; the scan bomb behind one stray byte;
+  EXIF blocks of millions of numbers that exif_transpose() unpacks when it turns a photo),
+  8 uploads at once (`--only TEXT`: only the bombs whose name has TEXT) and the ordinary photo 0.5 s later: statuses, times and the peak RSS.
 
 The memory check runs once per server configuration in `--configs` (the app as shipped, and
 without returning memory to the system), each on its own fresh server, so that the figures
@@ -121,6 +122,16 @@ def container_bombs() -> dict[str, tuple[str, bytes]]:
             containers.bmp_rle8_of_short_rows(SIDE, SIDE),
         ),
         "scan bomb behind one stray byte": ("stray.jpg", behind_a_stray_byte(scan_bomb())),
+        "PNG turned by a 15 MB EXIF block": (
+            "exif.png",
+            containers.with_exif(
+                Image.new("L", (64, 32)), "PNG", containers.exif_block(6, 1_900_000)
+            ),
+        ),
+        "TIFF whose EXIF directory holds 1,900,000 numbers": (
+            "exif.tif",
+            containers.tiff_with_exif_directory(1_900_000),
+        ),
     }
 
 
@@ -368,6 +379,8 @@ def measure(server: LiveServer, config: str, args: argparse.Namespace, results: 
         post(server.url, "warm.jpg", photo)
         results["containers"] = {}
         for name, (filename, data) in container_bombs().items():
+            if args.only not in name:
+                continue
             results["containers"][name] = measure_container(server, filename, data, photo)
             time.sleep(args.idle)
     if "memory" in args.measure:
@@ -387,6 +400,9 @@ def main() -> None:
         "--measure", nargs="+", default=list(MEASUREMENTS), choices=MEASUREMENTS,
         help="what to measure (default: all)",
     )  # fmt: skip
+    parser.add_argument(
+        "--only", default="", metavar="TEXT", help="only the container bombs whose name has TEXT"
+    )
     parser.add_argument("--record", action="store_true", help="append the report to RESULTS.md")
     args = parser.parse_args()
     model = args.model or tiny_model()
