@@ -16,7 +16,8 @@ It starts `python application.py --workers 1 --threads 8` on 127.0.0.1 and measu
   TIFF of 1x1 tiles, JPEG comment segments or fill bytes, empty PNG chunks, GIF comment
   sub-blocks; a run-length BMP Pillow decodes in Python; the scan bomb behind one stray byte;
   EXIF blocks of millions of numbers that exif_transpose() unpacks when it turns a photo),
-  8 uploads at once (`--only TEXT`: only the bombs whose name has TEXT) and the ordinary photo 0.5 s later: statuses, times and the peak RSS.
+  8 uploads at once (`--only TEXT`: only the bombs whose name has TEXT) and the ordinary
+  photo 0.5 s later: statuses, times and the peak RSS.
 
 The memory check runs once per server configuration in `--configs` (the app as shipped, and
 without returning memory to the system), each on its own fresh server, so that the figures
