@@ -190,9 +190,9 @@ def _exif_bytes(image: Image.Image) -> int:
 def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation (phones store photos sideways); ignore a corrupt EXIF block,
     or one larger than a JPEG can hold."""
-    if _exif_bytes(image) > MAX_EXIF_BYTES:
-        return image
     try:
+        if _exif_bytes(image) > MAX_EXIF_BYTES:
+            return image
         return ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - a broken EXIF block should not cost the user the photo
         return image

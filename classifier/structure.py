@@ -49,6 +49,7 @@ _GIF_BLOCK = re.compile(rb"[!,;]")  # extension, image descriptor, trailer
 # TIFF field types that Pillow unpacks into a tuple of numbers, one object per value
 _TIFF_NUMERIC_TYPES = frozenset({3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16, 17, 18})
 _TIFF_SUB_DIRECTORIES = frozenset({0x8769, 0x8825, 0xA005})  # EXIF, GPS, interoperability
+_TIFF_OFFSET_SIZES = {3: 2, 4: 4, 13: 4, 16: 8, 18: 8}  # SHORT, LONG, IFD, LONG8, IFD8
 
 
 def jpeg_parts(data: bytes) -> tuple[int, int, int]:
@@ -63,14 +64,12 @@ def jpeg_parts(data: bytes) -> tuple[int, int, int]:
             found = _MARKER.search(data, position, window)
             if found is None and window < len(data):
                 return segments, scans, MAX_JPEG_PADDING + 1
+            if found is not None:
+                padding += found.start() - position
         else:
             found = _MARKER.search(data, position)
         if found is None:
             break
-        if scans == 0:
-            padding += found.start() - position
-            if padding > MAX_JPEG_PADDING:
-                break
         marker, position = data[found.start() + 1], found.start() + 2
         segments += 1
         if marker == 0xD9:  # EOI: later images of an MPO are not decoded
@@ -118,9 +117,10 @@ def gif_parts(data: bytes) -> int:
                     break
         elif introducer in (0x2C, 0x3B):  # the first picture, or the trailer
             break
-        else:  # stray bytes, which Pillow skips one at a time
-            found = _GIF_BLOCK.search(data, position)
-            stop = end if found is None else found.start()
+        else:  # stray bytes, which Pillow skips one at a time (searched up to the cap only)
+            limit = min(end, position + MAX_GIF_PARTS - parts + 1)
+            found = _GIF_BLOCK.search(data, position, limit)
+            stop = limit if found is None else found.start()
             parts += stop - position
             position = stop
     return parts
@@ -158,8 +158,9 @@ def tiff_values(data: bytes) -> int:
         seen.add(start)
         for tag, kind, count, value in _tiff_directory(data, start, endian, big):
             total += max(count, 1) if kind in _TIFF_NUMERIC_TYPES else 1
-            if tag in _TIFF_SUB_DIRECTORIES and count == 1:
-                pending.append(int.from_bytes(value[:2] if kind == 3 else value, order))
+            if tag in _TIFF_SUB_DIRECTORIES and count == 1:  # the value, left-justified
+                size = _TIFF_OFFSET_SIZES.get(kind, len(value))
+                pending.append(int.from_bytes(value[:size], order))
     return total
 
 

@@ -117,6 +117,7 @@ def test_the_counts_stop_just_past_the_cap_whatever_the_file_holds():
     assert structure.png_chunks(png_with_chunks(3 * MAX_PNG_CHUNKS)) == MAX_PNG_CHUNKS + 1
     _, _, padding = structure.jpeg_parts(jpeg_with_padding(50 * MAX_JPEG_PADDING))
     assert padding == MAX_JPEG_PADDING + 1
+    assert structure.gif_parts(gif_with_stray_bytes(50 * MAX_GIF_PARTS)) == MAX_GIF_PARTS + 1
 
 
 @pytest.mark.parametrize(
