@@ -208,16 +208,12 @@ def measure_cpu(server: LiveServer) -> dict:
     """8 scan bombs at once, and an ordinary 12 MP photo 0.5 s later."""
     bomb, photo = scan_bomb(), photo_jpeg("china.jpg", TWELVE_MP)
     post(server.url, "warm.jpg", photo)  # the first answer loads what the rest reuse
-    with ThreadPoolExecutor(IN_FLIGHT) as pool:
-        bombs = [pool.submit(post, server.url, "bomb.jpg", bomb) for _ in range(IN_FLIGHT)]
-        time.sleep(0.5)
-        ordinary = post(server.url, "photo.jpg", photo)
-        answers = [future.result() for future in bombs]
+    run = measure_container(server, "bomb.jpg", bomb, photo)
     return {
         "bomb_bytes": len(bomb),
         "photo_bytes": len(photo),
-        "ordinary": ordinary,
-        "bombs": answers,
+        "ordinary": run["ordinary"],
+        "bombs": run["answers"],
     }
 
 
