@@ -125,9 +125,7 @@ def container_bombs() -> dict[str, tuple[str, bytes]]:
         "scan bomb behind one stray byte": ("stray.jpg", behind_a_stray_byte(scan_bomb())),
         "PNG turned by a 15 MB EXIF block": (
             "exif.png",
-            containers.with_exif(
-                Image.new("L", (64, 32)), "PNG", containers.exif_block(6, 1_900_000)
-            ),
+            encode(Image.new("L", (64, 32)), "PNG", exif=containers.exif_block(6, 1_900_000)),
         ),
         "TIFF whose EXIF directory holds 1,900,000 numbers": (
             "exif.tif",

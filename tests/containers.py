@@ -54,29 +54,45 @@ def gif_with_stray_bytes(count: int) -> bytes:
     return data[:picture] + bytes(count) + data[picture:]
 
 
+def _directory(entries: list[tuple[int, int, int, int]], big: bool = False) -> bytes:
+    """A little-endian TIFF (or BigTIFF) directory of (tag, type, count, value or offset)
+    entries, the last in its file."""
+    entry, number, offset = ("<HHQQ", "<Q", "<Q") if big else ("<HHII", "<H", "<I")
+    rows = b"".join(struct.pack(entry, *row) for row in entries)
+    return struct.pack(number, len(entries)) + rows + struct.pack(offset, 0)  # no next directory
+
+
+def _directory_size(entries: int) -> int:
+    """The bytes of a classic TIFF directory of `entries` entries."""
+    return 2 + 12 * entries + 4
+
+
+def _rationals(count: int) -> bytes:
+    """`count` RATIONAL values of 1/1, as a TIFF stores them."""
+    return struct.pack("<II", 1, 1) * count
+
+
 def tiff_of_tiles(width: int, height: int, big: bool = False) -> bytes:
     """An uncompressed 8-bit grey TIFF (or BigTIFF) of 1x1 tiles, all stored at one byte."""
     count = width * height
-    offsets = struct.pack(f"<{count}H", *([8 if not big else 16] * count))
-    tags = [
-        (256, 4, 1, width),  # ImageWidth
-        (257, 4, 1, height),  # ImageLength
-        (258, 3, 1, 8),  # BitsPerSample
-        (259, 3, 1, 1),  # no compression
-        (262, 3, 1, 1),  # BlackIsZero
-        (277, 3, 1, 1),  # SamplesPerPixel
-        (322, 4, 1, 1),  # TileWidth
-        (323, 4, 1, 1),  # TileLength
-        (324, 3, count, 0),  # TileOffsets, stored below
-    ]
     header_size = 16 if big else 8
+    offsets = struct.pack(f"<{count}H", *([header_size] * count))
     table_at = header_size + 8  # after the header and the one byte every tile points at
+    directory = _directory(
+        [
+            (256, 4, 1, width),  # ImageWidth
+            (257, 4, 1, height),  # ImageLength
+            (258, 3, 1, 8),  # BitsPerSample
+            (259, 3, 1, 1),  # no compression
+            (262, 3, 1, 1),  # BlackIsZero
+            (277, 3, 1, 1),  # SamplesPerPixel
+            (322, 4, 1, 1),  # TileWidth
+            (323, 4, 1, 1),  # TileLength
+            (324, 3, count, table_at),  # TileOffsets
+        ],
+        big,
+    )
     directory_at = table_at + len(offsets)
-    entry, number = ("<HHQQ", "<Q") if big else ("<HHII", "<H")
-    directory = struct.pack(number, len(tags))
-    for tag, kind, values, value in tags:
-        directory += struct.pack(entry, tag, kind, values, table_at if tag == 324 else value)
-    directory += struct.pack("<Q" if big else "<I", 0)
     if big:
         header = b"II+\x00" + struct.pack("<HHQ", 8, 0, directory_at)
     else:
@@ -96,24 +112,12 @@ def bmp_rle8_of_short_rows(width: int, height: int) -> bytes:
     return b"BM" + struct.pack("<IHHI", offset + len(body), 0, 0, offset) + info + palette + body
 
 
-def _directory(entries: list[tuple[int, int, int, int]], after: int = 0) -> bytes:
-    """A little-endian TIFF directory of (tag, type, count, value or offset) entries."""
-    rows = b"".join(struct.pack("<HHII", *entry) for entry in entries)
-    return struct.pack("<H", len(entries)) + rows + struct.pack("<I", after)
-
-
 def exif_block(orientation: int, rationals: int) -> bytes:
     """An EXIF block (a TIFF header and one directory) that says to turn the picture by
     `orientation` and carries a private tag of `rationals` RATIONAL values (8 bytes each)."""
-    values_at = 8 + 2 + 2 * 12 + 4
+    values_at = 8 + _directory_size(2)
     entries = [(0x0112, 3, 1, orientation), (0xC000, 5, rationals, values_at)]
-    values = b"\x01\x00\x00\x00" * 2 * rationals  # each 1/1
-    return b"II*\x00" + struct.pack("<I", 8) + _directory(entries) + values
-
-
-def with_exif(image: Image.Image, format: str, block: bytes) -> bytes:
-    """`image` encoded as `format` with `block` as its EXIF (a PNG's eXIf or WebP's EXIF chunk)."""
-    return encode(image, format, exif=block)
+    return b"II*\x00" + struct.pack("<I", 8) + _directory(entries) + _rationals(rationals)
 
 
 def tiff_with_exif_directory(rationals: int) -> bytes:
@@ -133,9 +137,8 @@ def tiff_with_exif_directory(rationals: int) -> bytes:
         (278, 4, 1, 32),  # RowsPerStrip
         (279, 4, 1, len(pixels)),  # StripByteCounts
     ]
-    exif_at = first_at + len(_directory(entries + [(0, 0, 0, 0)]))
-    first = _directory(entries + [(0x8769, 4, 1, exif_at)])  # the EXIF directory
-    values_at = exif_at + len(_directory([(0, 0, 0, 0)]))
-    exif = _directory([(0xC000, 5, rationals, values_at)])
-    values = b"\x01\x00\x00\x00" * 2 * rationals
-    return b"II*\x00" + struct.pack("<I", first_at) + pixels + first + exif + values
+    exif_at = first_at + _directory_size(len(entries) + 1)
+    first = _directory([*entries, (0x8769, 4, 1, exif_at)])  # the EXIF directory
+    exif = _directory([(0xC000, 5, rationals, exif_at + _directory_size(1))])
+    header = b"II*\x00" + struct.pack("<I", first_at)
+    return header + pixels + first + exif + _rationals(rationals)

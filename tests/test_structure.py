@@ -26,7 +26,6 @@ from .containers import (
     png_with_chunks,
     tiff_of_tiles,
     tiff_with_exif_directory,
-    with_exif,
 )
 from .imagemaker import encode
 from .support import post_file
@@ -168,7 +167,7 @@ RATIONALS_AT_CAP = (MAX_EXIF_BYTES - 38) // 8
 @pytest.mark.parametrize("format", ["PNG", "WEBP"])
 @pytest.mark.parametrize(("rationals", "size"), [(0, (32, 64)), (RATIONALS_AT_CAP, (32, 64))])
 def test_the_exif_orientation_of_a_png_or_webp_is_applied(format, rationals, size):
-    data = with_exif(Image.new("L", (64, 32), 40), format, exif_block(6, rationals))
+    data = encode(Image.new("L", (64, 32), 40), format, exif=exif_block(6, rationals))
     assert decode_image(data, max_pixels=50_000_000).size == size
 
 
@@ -188,7 +187,8 @@ def exif_transposes(monkeypatch):
 
 @pytest.mark.parametrize("format", ["PNG", "WEBP"])
 def test_an_exif_block_larger_than_a_jpeg_holds_is_ignored_unread(exif_transposes, format):
-    data = with_exif(Image.new("L", (64, 32), 40), format, exif_block(6, RATIONALS_AT_CAP + 1))
+    block = exif_block(6, RATIONALS_AT_CAP + 1)
+    data = encode(Image.new("L", (64, 32), 40), format, exif=block)
     assert decode_image(data, max_pixels=50_000_000).size == (64, 32)
     assert exif_transposes == []
 
