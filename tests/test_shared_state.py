@@ -4,6 +4,7 @@ page without JavaScript, and the rate limits; and what a Redis that is down or h
 from __future__ import annotations
 
 import io
+import secrets
 import time
 
 import pytest
@@ -74,7 +75,7 @@ def test_a_kept_result_expires_after_its_age_and_a_click_keeps_that_expiry(redis
 
 
 def test_two_apps_on_one_redis_serve_why_for_each_others_results(make_app, png_pictures, redis_url):
-    config = {"REDIS_URL": redis_url, "SECRET_KEY": "one key for both replicas"}
+    config = {"REDIS_URL": redis_url, "SECRET_KEY": secrets.token_hex(32)}  # one for both
     first, second = make_app(**config), make_app(**config)
     client = first.test_client()
     html = result_page(client, png_pictures["mod0"])

@@ -5,15 +5,20 @@
 
 What changed: `from fastai.vision.all import ...` for fastai 2.8's names (`load_learner` of a
 file, `PILImage.create` for `open_image`), `werkzeug.utils.secure_filename`, the model and port
-from the command line, and the page inline instead of templates/upload.html with Flask-Bootstrap
-(styling only). What stayed: Flask's development server, the form with its CSRF token, every
-upload saved as uploads/<its filename> (so clients that send the same name share one file),
-`learn.predict` on that file, and the answer as a flashed message after a redirect.
+from the command line, the secret key from `SECRET_KEY` or an instance folder in the upload
+folder (the seed's was a literal in the code), and the page inline instead of
+templates/upload.html with Flask-Bootstrap (styling only). What stayed: Flask's development
+server, the form with its CSRF token, every upload saved as uploads/<its filename> (so clients
+that send the same name share one file), `learn.predict` on that file, and the answer as a
+flashed message after a redirect.
 """
 
 # ruff: noqa: UP032 - the seed's own code, kept as it wrote it
 
+import os
+import secrets
 import sys
+from pathlib import Path
 
 from fastai.vision.all import PILImage, load_learner
 from flask import Flask, flash, redirect, render_template_string, url_for
@@ -31,8 +36,22 @@ PAGE = """<!doctype html><title>Upload</title>
 {{ form.submit() }}</form>"""
 
 
+def secret_key(instance: Path) -> str:
+    """SECRET_KEY from the environment, else the one kept in `instance`, made there once."""
+    # the seed wrote its key into the code; webapp.secret does this for the app, but a peer
+    # imports nothing of ours, so these few lines are its own
+    if key := os.environ.get("SECRET_KEY"):
+        return key
+    kept = instance / "secret_key"
+    if not kept.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secrets.token_hex(32))  # owner-only from the start
+    return kept.read_text()
+
+
 class Config:
-    SECRET_KEY = "a-bunch-of-secret-stuff"
+    SECRET_KEY = secret_key(Path(UPLOADS).resolve() / "instance")
 
 
 class UploadForm(FlaskForm):
