@@ -145,9 +145,12 @@ def test_sort_into_links_each_file_into_its_labels_folder_and_unsure_ones_apart(
     photos, model_path, in_tmp, predicted
 ):
     confidences = sorted(float(r["confidence"]) for r in predicted.values() if r["confidence"])
-    # between two files' confidences: the CSV's are rounded, the sorter's are not
-    middle = len(confidences) // 2
-    threshold = (confidences[middle - 1] + confidences[middle]) / 2
+    # in the widest gap between two files' confidences: the CSV's are rounded and a second run's
+    # batches may differ in the last bits, so a threshold in a narrow gap could fall either way
+    gaps = zip(confidences, confidences[1:], strict=False)  # each file and the next
+    low, high = max(gaps, key=lambda pair: pair[1] - pair[0])
+    assert high - low > 1e-5, "the confidences are too close to split: the CSV rounds to 1e-6"
+    threshold = (low + high) / 2
     args = [str(photos), "--sort-into", "sorted", "--min-confidence", str(threshold)]
     assert run(model_path, *args) == 0
     for name, row in predicted.items():
