@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import train
-from formats.predictions import header, read_predictions
+from formats.predictions import DIGITS, header, read_predictions
 from training.predict import NOT_SURE, Shard
 
 from .imagemaker import CLASSES, encode, make_picture
@@ -145,11 +145,11 @@ def test_sort_into_links_each_file_into_its_labels_folder_and_unsure_ones_apart(
     photos, model_path, in_tmp, predicted
 ):
     confidences = sorted(float(r["confidence"]) for r in predicted.values() if r["confidence"])
-    # in the widest gap between two files' confidences: the CSV's are rounded and a second run's
-    # batches may differ in the last bits, so a threshold in a narrow gap could fall either way
+    # in the widest gap between two files' confidences: the CSV's are rounded, the sorter's are
+    # not, so a threshold must sit more than a rounding step from both ends to fall the same way
     gaps = zip(confidences, confidences[1:], strict=False)  # each file and the next
     low, high = max(gaps, key=lambda pair: pair[1] - pair[0])
-    assert high - low > 1e-5, "the confidences are too close to split: the CSV rounds to 1e-6"
+    assert high - low > 4 * 0.5 * 10**-DIGITS, "the model's confidences are too close to split"
     threshold = (low + high) / 2
     args = [str(photos), "--sort-into", "sorted", "--min-confidence", str(threshold)]
     assert run(model_path, *args) == 0
