@@ -127,6 +127,14 @@ def container_bombs() -> dict[str, tuple[str, bytes]]:
             "exif.png",
             encode(Image.new("L", (64, 32)), "PNG", exif=containers.exif_block(6, 1_900_000)),
         ),
+        "PNG of 60 MB of compressed text in 60 KB": (
+            "text.png",
+            containers.png_with_compressed_chunks(60),
+        ),
+        "PNG of 19,000 compressed ICC profiles": (
+            "profiles.png",
+            containers.png_with_compressed_chunks(19_000, "iCCP"),
+        ),
         "TIFF whose EXIF directory holds 1,900,000 numbers": (
             "exif.tif",
             containers.tiff_with_exif_directory(1_900_000),

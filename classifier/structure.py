@@ -9,7 +9,7 @@ of thousands of repeated scans costs a pass over every pixel for each. Real phot
 parts, so each cap below is far above them. Each walk here stops as soon as a count passes its
 cap and skips pixel data with a regular expression, so it costs a few milliseconds at most,
 whatever the file. Pillow offers no such limits (its MAX_TEXT_CHUNK and MAX_TEXT_MEMORY bound
-PNG text only).
+the PNG text it keeps, not the chunks it inflates).
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ MAX_JPEG_SEGMENTS = 1_000
 MAX_JPEG_PADDING = 65_536
 # chunks in all (a 20 MB PNG written in 8 KB IDAT chunks, libpng's default, has about 2,500)
 MAX_PNG_CHUNKS = 50_000
+# the compressed ICC profile and text chunks, each of which Pillow inflates up to its
+# MAX_TEXT_CHUNK (1 MB, 2.4 ms) on reading. Its MAX_TEXT_MEMORY (64 MB) counts only text it
+# keeps: not a profile, text without a key or text that is not UTF-8, so a 2 MB PNG of 2,000
+# such kilobyte chunks cost 4.9 s (a photo has an ICC profile and a few text chunks)
+MAX_PNG_COMPRESSED_CHUNKS = 16
+_PNG_COMPRESSED_CHUNKS = frozenset({b"iCCP", b"zTXt", b"iTXt"})
 # extension sub-blocks and stray bytes before the first picture (a photo has a few)
 MAX_GIF_PARTS = 10_000
 # entries and numeric values in the directories Pillow reads: the first, and the EXIF and GPS
@@ -86,15 +92,21 @@ def jpeg_parts(data: bytes) -> tuple[int, int, int]:
     return segments, scans, padding
 
 
-def png_chunks(data: bytes) -> int:
-    """The number of chunks in a PNG, up to IEND (stops just past MAX_PNG_CHUNKS)."""
-    chunks, position, end = 0, 8, len(data)
-    while position + 8 <= end and chunks <= MAX_PNG_CHUNKS:
+def png_parts(data: bytes) -> tuple[int, int]:
+    """The chunks of a PNG up to IEND, and how many of them are compressed metadata (each
+    count stops just past its cap)."""
+    chunks = compressed = 0
+    position, end = 8, len(data)
+    while (
+        position + 8 <= end and chunks <= MAX_PNG_CHUNKS and compressed <= MAX_PNG_COMPRESSED_CHUNKS
+    ):
+        kind = data[position + 4 : position + 8]
         chunks += 1
-        if data[position + 4 : position + 8] == b"IEND":
+        compressed += kind in _PNG_COMPRESSED_CHUNKS
+        if kind == b"IEND":
             break
         position += 12 + int.from_bytes(data[position : position + 4], "big")
-    return chunks
+    return chunks, compressed
 
 
 def gif_parts(data: bytes) -> int:
@@ -178,8 +190,13 @@ def _counts(data: bytes) -> list[tuple[str, int, int, str]]:
              "its markers (a photo has none)"),
         ]  # fmt: skip
     if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return [("PNG", png_chunks(data), MAX_PNG_CHUNKS, "is stored in more than {cap:,} "
-                 "chunks (a 20 MB photo has about 2,500)")]  # fmt: skip
+        chunks, compressed = png_parts(data)
+        return [
+            ("PNG", chunks, MAX_PNG_CHUNKS, "is stored in more than {cap:,} chunks (a 20 MB "
+             "photo has about 2,500)"),
+            ("PNG", compressed, MAX_PNG_COMPRESSED_CHUNKS, "holds more than {cap:,} compressed "
+             "profile and text chunks (a photo has a few)"),
+        ]  # fmt: skip
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return [("GIF", gif_parts(data), MAX_GIF_PARTS, "has more than {cap:,} extension "
                  "blocks or stray bytes before its picture (a photo has a few)")]  # fmt: skip

@@ -8,6 +8,7 @@ them). The tests build them with just past the caps in classifier/structure.py, 
 from __future__ import annotations
 
 import struct
+import zlib
 
 from PIL import Image
 
@@ -38,6 +39,28 @@ def png_with_chunks(count: int) -> bytes:
     split = png_chunk(b"IDAT", body[:1]) + png_chunk(b"IDAT", b"") * count
     split += png_chunk(b"IDAT", body[1:])
     return whole[:first_data] + split + whole[first_data + 12 + length :]
+
+
+# the compressed chunks Pillow inflates: chunk type, the fields before the compressed data (of
+# chunk number i), and the byte the inflated data repeats
+COMPRESSED_PNG_CHUNKS = {
+    "iCCP": (b"iCCP", lambda i: b"profile\x00\x00", b"a"),
+    "zTXt": (b"zTXt", lambda i: b"note%d\x00\x00" % i, b"a"),
+    "zTXt-without-key": (b"zTXt", lambda i: b"\x00\x00", b"a"),
+    "iTXt": (b"iTXt", lambda i: b"note%d\x00\x01\x00\x00\x00" % i, b"a"),
+    "iTXt-not-utf8": (b"iTXt", lambda i: b"note%d\x00\x01\x00\x00\x00" % i, b"\xff"),
+}
+
+
+def png_with_compressed_chunks(count: int, kind: str = "zTXt", inflated: int = 2**20 - 64) -> bytes:
+    """A small grey PNG with `count` compressed chunks of COMPRESSED_PNG_CHUNKS[kind], each a
+    kilobyte on disk that inflates to `inflated` bytes (Pillow's MAX_TEXT_CHUNK is 1 MB)."""
+    chunk_type, fields, filler = COMPRESSED_PNG_CHUNKS[kind]
+    whole = png(64, 64, 8, 0, b"".join(b"\x00" + bytes([16]) * 64 for _ in range(64)))
+    compressed = zlib.compress(filler * inflated, 9)
+    extra = b"".join(png_chunk(chunk_type, fields(i) + compressed) for i in range(count))
+    after_header = 8 + 25  # the signature and IHDR
+    return whole[:after_header] + extra + whole[after_header:]
 
 
 def gif_with_comment_blocks(count: int) -> bytes:

@@ -13,10 +13,12 @@ from classifier.structure import (
     MAX_JPEG_PADDING,
     MAX_JPEG_SEGMENTS,
     MAX_PNG_CHUNKS,
+    MAX_PNG_COMPRESSED_CHUNKS,
     MAX_TIFF_VALUES,
 )
 
 from .containers import (
+    COMPRESSED_PNG_CHUNKS,
     bmp_rle8_of_short_rows,
     exif_block,
     gif_with_comment_blocks,
@@ -24,6 +26,7 @@ from .containers import (
     jpeg_with_padding,
     jpeg_with_segments,
     png_with_chunks,
+    png_with_compressed_chunks,
     tiff_of_tiles,
     tiff_with_exif_directory,
 )
@@ -113,21 +116,46 @@ def test_fill_bytes_before_the_first_scan_are_counted_as_padding(count, counted)
 def test_the_counts_stop_just_past_the_cap_whatever_the_file_holds():
     segments, _, _ = structure.jpeg_parts(jpeg_with_segments(50 * MAX_JPEG_SEGMENTS))
     assert segments == MAX_JPEG_SEGMENTS + 1
-    assert structure.png_chunks(png_with_chunks(3 * MAX_PNG_CHUNKS)) == MAX_PNG_CHUNKS + 1
+    assert structure.png_parts(png_with_chunks(3 * MAX_PNG_CHUNKS))[0] == MAX_PNG_CHUNKS + 1
+    many = png_with_compressed_chunks(50 * MAX_PNG_COMPRESSED_CHUNKS, inflated=8)
+    assert structure.png_parts(many)[1] == MAX_PNG_COMPRESSED_CHUNKS + 1
     _, _, padding = structure.jpeg_parts(jpeg_with_padding(50 * MAX_JPEG_PADDING))
     assert padding == MAX_JPEG_PADDING + 1
     assert structure.gif_parts(gif_with_stray_bytes(50 * MAX_GIF_PARTS)) == MAX_GIF_PARTS + 1
 
 
 @pytest.mark.parametrize(
-    ("data", "count"),
+    ("data", "counts"),
     [
-        (encode(Image.new("L", (64, 48)), "PNG"), 3),  # IHDR, IDAT, IEND
-        (png_with_chunks(10), 14),
+        (encode(Image.new("L", (64, 48)), "PNG"), (3, 0)),  # IHDR, IDAT, IEND
+        (png_with_chunks(10), (14, 0)),
+        (png_with_compressed_chunks(5, "iCCP", inflated=8), (8, 5)),
+        (png_with_compressed_chunks(2, "iTXt", inflated=8), (5, 2)),
     ],
 )
-def test_a_png_is_counted_by_its_chunks(data, count):
-    assert structure.png_chunks(data) == count
+def test_a_png_is_counted_by_its_chunks_and_its_compressed_ones(data, counts):
+    assert structure.png_parts(data) == counts
+
+
+@pytest.mark.parametrize("kind", COMPRESSED_PNG_CHUNKS)
+def test_a_png_of_too_many_compressed_chunks_is_refused_before_pillow_inflates_them(
+    pillow_never_opens, kind
+):
+    data = png_with_compressed_chunks(MAX_PNG_COMPRESSED_CHUNKS + 1, kind)
+    with pytest.raises(ImageTooComplexError, match="more than 16 compressed profile and text"):
+        decode_image(data, max_pixels=50_000_000)
+
+
+@pytest.mark.parametrize("kind", COMPRESSED_PNG_CHUNKS)
+def test_a_png_of_as_many_compressed_chunks_as_the_cap_is_decoded(kind):
+    data = png_with_compressed_chunks(MAX_PNG_COMPRESSED_CHUNKS, kind)
+    assert decode_image(data, max_pixels=50_000_000).size == (64, 64)
+
+
+def test_a_png_of_too_many_compressed_chunks_gets_400_with_a_sentence_over_the_api(client):
+    response = post_file(client, png_with_compressed_chunks(200, "iCCP"), "profiles.png")
+    assert response.status_code == 400
+    assert "compressed profile and text chunks" in response.get_json()["error"]
 
 
 @pytest.mark.parametrize(
