@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import tempfile
@@ -275,9 +276,10 @@ def seconds(answers: list[Answer]) -> str:
 def report(results: dict, args: argparse.Namespace) -> str:
     """The run as Markdown: the machine, then one table per measurement."""
     load = os.getloadavg()
+    only = f" --only {shlex.quote(args.only)}" if args.only else ""
     lines = [
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: bounds (`python -m bench.bounds "
-        f"--measure {' '.join(args.measure)}`)",
+        f"--measure {' '.join(args.measure)}{only}`)",
         "",
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"load average {load[0]:.2f}; model `{args.model_name}`; 1 worker, 8 threads; "
