@@ -144,6 +144,8 @@ def _tiff_directory(
     """The entries (tag, type, count, value field) of the TIFF directory at `start`, at most
     one past MAX_TIFF_VALUES of them; none if it lies outside `data`."""
     number, layout = (endian + "Q", endian + "HHQ8s") if big else (endian + "H", endian + "HHI4s")
+    if start >= len(data):  # an offset past the end (a BigTIFF's may not even fit a C size)
+        return []
     try:
         (entries,) = struct.unpack_from(number, data, start)
     except struct.error:  # too short to hold a directory: Pillow reports the damage

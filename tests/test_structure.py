@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from PIL import Image, PngImagePlugin
 
 from classifier import decode, structure
 from classifier.decode import MAX_EXIF_BYTES, MAX_PYTHON_DECODED_PIXELS, decode_image
-from classifier.errors import ImageTooComplexError, ImageTooLargeError
+from classifier.errors import ImageTooComplexError, ImageTooLargeError, UnreadableImageError
 from classifier.structure import (
     MAX_GIF_PARTS,
     MAX_JPEG_PADDING,
@@ -174,10 +176,38 @@ def test_a_gif_is_counted_by_its_blocks_before_the_picture(data, parts):
         (encode(Image.new("L", (64, 48)), "TIFF"), 9),  # nine one-value tags, one strip
         (tiff_with_exif_directory(300), 11 + 300),  # and the EXIF directory it points at
         (b"II*\x00", 0),  # too short for a directory: left to Pillow
+        (b"II*\x00" + b"\xff" * 4 + bytes(8), 0),  # a directory past the end
+        (b"II+\x00\x08\x00\x00\x00" + b"\xff" * 8 + bytes(8), 0),  # past any C size
     ],
 )
 def test_a_tiff_is_counted_by_the_entries_and_values_of_its_directories(data, counted):
     assert structure.tiff_values(data) == counted
+
+
+def bigtiff_with_exif_pointer(offset: int) -> bytes:
+    """A 1x1 BigTIFF whose first directory also points at an EXIF directory at `offset`."""
+    big = tiff_of_tiles(1, 1, big=True)
+    first = int.from_bytes(big[8:16], "little")
+    entries = int.from_bytes(big[first : first + 8], "little")
+    after = first + 8 + 20 * entries  # the entries are sorted by tag, and 0x8769 is the largest
+    entry = struct.pack("<HHQQ", 0x8769, 16, 1, offset)  # type IFD8
+    return (
+        big[:first] + struct.pack("<Q", entries + 1) + big[first + 8 : after] + entry + big[after:]
+    )
+
+
+@pytest.mark.parametrize(
+    ("offset", "decodes"),
+    [(2**32 - 1, True), (2**63, False), (2**64 - 1, False)],  # past the end, past any C size
+)
+def test_a_bigtiff_directory_past_the_end_is_not_counted_and_never_a_crash(offset, decodes):
+    data = bigtiff_with_exif_pointer(offset)
+    assert structure.tiff_values(data) == structure.tiff_values(tiff_of_tiles(1, 1, big=True)) + 1
+    if decodes:
+        assert decode_image(data, max_pixels=50_000_000).mode == "RGB"
+    else:
+        with pytest.raises(UnreadableImageError):
+            decode_image(data, max_pixels=50_000_000)
 
 
 def test_a_tiff_directory_that_points_at_itself_is_counted_once():
