@@ -114,6 +114,11 @@ def container_bombs() -> dict[str, tuple[str, bytes]]:
             containers.jpeg_with_segments(4_000_000),
         ),
         "JPEG of 16,000,000 fill bytes": ("fill.jpg", containers.jpeg_with_padding(16_000_000)),
+        "JPEG of 300 full Photoshop segments": (
+            "photoshop.jpg",
+            containers.jpeg_with_photoshop_blocks(300),
+        ),
+        "JPEG of 300 full EXIF segments": ("exif.jpg", containers.jpeg_with_exif_segments(300)),
         "PNG of 1,300,000 empty chunks": ("chunks.png", containers.png_with_chunks(1_300_000)),
         "GIF of 8,000,000 comment sub-blocks": (
             "comment.gif",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .errors import ImageTooComplexError
 
@@ -29,6 +29,12 @@ MAX_JPEG_SEGMENTS = 1_000
 # fill and stray bytes between the segments before the first scan: Pillow steps over them one
 # at a time (20 MB of fill bytes: 8 s); a photo has none
 MAX_JPEG_PADDING = 65_536
+# EXIF (APP1) and Photoshop (APP13) segments before the first scan: Pillow joins the EXIF ones
+# into one block a segment at a time, a copy of all so far each (300 segments: +390 MB), and
+# reads a Photoshop segment's resource blocks one by one (300 full segments: 4.8 s over HTTP).
+# A photo has one of each at most; Photoshop may split a large one over a few.
+MAX_JPEG_METADATA_SEGMENTS = 16
+_JPEG_METADATA = {0xE1: b"Exif\x00\x00", 0xED: b"Photoshop 3.0\x00"}
 # chunks in all (a 20 MB PNG written in 8 KB IDAT chunks, libpng's default, has about 2,500)
 MAX_PNG_CHUNKS = 50_000
 # the compressed ICC profile and text chunks, each of which Pillow inflates up to its
@@ -58,18 +64,31 @@ _TIFF_SUB_DIRECTORIES = frozenset({0x8769, 0x8825, 0xA005})  # EXIF, GPS, intero
 _TIFF_OFFSET_SIZES = {3: 2, 4: 4, 13: 4, 16: 8, 18: 8}  # SHORT, LONG, IFD, LONG8, IFD8
 
 
-def jpeg_parts(data: bytes) -> tuple[int, int, int]:
-    """The marker segments, scans and padding bytes before the first scan, of the first image
-    of a JPEG, read from its markers (each count stops just past its cap)."""
-    segments = scans = padding = 0
+class JpegParts(NamedTuple):
+    """What jpeg_parts() counts in the first image of a JPEG."""
+
+    segments: int
+    scans: int
+    padding: int  # bytes before the first scan
+    metadata: int  # EXIF and Photoshop segments before the first scan
+
+
+def jpeg_parts(data: bytes) -> JpegParts:
+    """The marker segments, scans, padding bytes and metadata segments before the first scan,
+    of the first image of a JPEG, read from its markers (each count stops just past its cap)."""
+    segments = scans = padding = metadata = 0
     position = 2
-    while segments <= MAX_JPEG_SEGMENTS and scans <= MAX_JPEG_SCANS:
+    while (
+        segments <= MAX_JPEG_SEGMENTS
+        and scans <= MAX_JPEG_SCANS
+        and metadata <= MAX_JPEG_METADATA_SEGMENTS
+    ):
         if scans == 0:  # after the first scan, libjpeg skips padding in C
             # search no further than the padding left, so a run of fill bytes is never read
             window = position + MAX_JPEG_PADDING - padding + 2
             found = _MARKER.search(data, position, window)
             if found is None and window < len(data):
-                return segments, scans, MAX_JPEG_PADDING + 1
+                return JpegParts(segments, scans, MAX_JPEG_PADDING + 1, metadata)
             if found is not None:
                 padding += found.start() - position
         else:
@@ -82,6 +101,9 @@ def jpeg_parts(data: bytes) -> tuple[int, int, int]:
             break
         if marker in _STANDALONE_MARKERS:
             continue
+        if scans == 0 and marker in _JPEG_METADATA:  # Pillow reads these; libjpeg skips them
+            signature = _JPEG_METADATA[marker]
+            metadata += data.startswith(signature, position + 2)
         position += int.from_bytes(data[position : position + 2], "big")
         if marker == 0xDA:
             scans += 1
@@ -89,7 +111,7 @@ def jpeg_parts(data: bytes) -> tuple[int, int, int]:
             if found is None:
                 break
             position = found.start()
-    return segments, scans, padding
+    return JpegParts(segments, scans, padding, metadata)
 
 
 def png_parts(data: bytes) -> tuple[int, int]:
@@ -182,7 +204,7 @@ def _counts(data: bytes) -> list[tuple[str, int, int, str]]:
     """For each counted part of `data`'s format: the format, the count, its cap, and what a
     count over the cap means (a phrase with {cap})."""
     if data[:3] == b"\xff\xd8\xff":
-        segments, scans, padding = jpeg_parts(data)
+        segments, scans, padding, metadata = jpeg_parts(data)
         return [
             ("JPEG", scans, MAX_JPEG_SCANS, "is stored in more than {cap:,} scans (a photo has "
              "about 10)"),
@@ -190,6 +212,8 @@ def _counts(data: bytes) -> list[tuple[str, int, int, str]]:
              "segments (a photo has about 20)"),
             ("JPEG", padding, MAX_JPEG_PADDING, "has more than {cap:,} bytes of padding between "
              "its markers (a photo has none)"),
+            ("JPEG", metadata, MAX_JPEG_METADATA_SEGMENTS, "holds more than {cap:,} EXIF and "
+             "Photoshop segments (a photo has one or two)"),
         ]  # fmt: skip
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         chunks, compressed = png_parts(data)

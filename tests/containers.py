@@ -30,6 +30,26 @@ def jpeg_with_padding(count: int) -> bytes:
     return data[:2] + b"\xff" * count + data[2:]
 
 
+def _jpeg_with_app_segments(marker: bytes, body: bytes, count: int) -> bytes:
+    """A small JPEG with `count` copies of the APP segment `marker` holding `body` after SOI."""
+    data = encode(Image.new("RGB", (16, 16), (200, 30, 30)), "JPEG")
+    segment = marker + struct.pack(">H", len(body) + 2) + body
+    return data[:2] + segment * count + data[2:]
+
+
+def jpeg_with_photoshop_blocks(segments: int) -> bytes:
+    """A small JPEG with `segments` full Photoshop (APP13) segments of empty 12-byte resource
+    blocks, which Pillow reads one by one (5,400 a segment)."""
+    block = b"8BIM" + struct.pack(">HHI", 0x0404, 0, 0)
+    return _jpeg_with_app_segments(b"\xff\xed", b"Photoshop 3.0\x00" + block * 5_400, segments)
+
+
+def jpeg_with_exif_segments(segments: int) -> bytes:
+    """A small JPEG with `segments` full EXIF (APP1) segments, which Pillow joins into one block
+    a segment at a time."""
+    return _jpeg_with_app_segments(b"\xff\xe1", b"Exif\x00\x00" + bytes(65_500), segments)
+
+
 def png_with_chunks(count: int) -> bytes:
     """A small grey PNG whose image data is split by `count` empty IDAT chunks."""
     whole = png(64, 64, 8, 0, b"".join(b"\x00" + bytes([16]) * 64 for _ in range(64)))

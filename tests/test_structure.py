@@ -12,6 +12,7 @@ from classifier.decode import MAX_EXIF_BYTES, MAX_PYTHON_DECODED_PIXELS, decode_
 from classifier.errors import ImageTooComplexError, ImageTooLargeError, UnreadableImageError
 from classifier.structure import (
     MAX_GIF_PARTS,
+    MAX_JPEG_METADATA_SEGMENTS,
     MAX_JPEG_PADDING,
     MAX_JPEG_SEGMENTS,
     MAX_PNG_CHUNKS,
@@ -25,7 +26,9 @@ from .containers import (
     exif_block,
     gif_with_comment_blocks,
     gif_with_stray_bytes,
+    jpeg_with_exif_segments,
     jpeg_with_padding,
+    jpeg_with_photoshop_blocks,
     jpeg_with_segments,
     png_with_chunks,
     png_with_compressed_chunks,
@@ -104,8 +107,8 @@ def test_a_jpeg_is_counted_by_its_scans(progressive, fewest, most):
 
 @pytest.mark.parametrize("added", [1, 5, 300])
 def test_a_jpeg_is_counted_by_its_marker_segments(added):
-    plain, _, _ = structure.jpeg_parts(jpeg_with_segments(0))
-    assert structure.jpeg_parts(jpeg_with_segments(added)) == (plain + added, 1, 0)
+    plain = structure.jpeg_parts(jpeg_with_segments(0)).segments
+    assert structure.jpeg_parts(jpeg_with_segments(added)) == (plain + added, 1, 0, 0)
 
 
 @pytest.mark.parametrize(
@@ -116,14 +119,54 @@ def test_fill_bytes_before_the_first_scan_are_counted_as_padding(count, counted)
 
 
 def test_the_counts_stop_just_past_the_cap_whatever_the_file_holds():
-    segments, _, _ = structure.jpeg_parts(jpeg_with_segments(50 * MAX_JPEG_SEGMENTS))
+    segments = structure.jpeg_parts(jpeg_with_segments(50 * MAX_JPEG_SEGMENTS)).segments
     assert segments == MAX_JPEG_SEGMENTS + 1
     assert structure.png_parts(png_with_chunks(3 * MAX_PNG_CHUNKS))[0] == MAX_PNG_CHUNKS + 1
     many = png_with_compressed_chunks(50 * MAX_PNG_COMPRESSED_CHUNKS, inflated=8)
     assert structure.png_parts(many)[1] == MAX_PNG_COMPRESSED_CHUNKS + 1
-    _, _, padding = structure.jpeg_parts(jpeg_with_padding(50 * MAX_JPEG_PADDING))
+    padding = structure.jpeg_parts(jpeg_with_padding(50 * MAX_JPEG_PADDING)).padding
     assert padding == MAX_JPEG_PADDING + 1
+    exif = structure.jpeg_parts(jpeg_with_exif_segments(50 * MAX_JPEG_METADATA_SEGMENTS))
+    assert exif.metadata == MAX_JPEG_METADATA_SEGMENTS + 1
     assert structure.gif_parts(gif_with_stray_bytes(50 * MAX_GIF_PARTS)) == MAX_GIF_PARTS + 1
+
+
+# builders of a JPEG of `count` metadata segments, each full
+METADATA_BOMBS = {"exif": jpeg_with_exif_segments, "photoshop": jpeg_with_photoshop_blocks}
+
+
+@pytest.mark.parametrize(
+    ("data", "metadata"),
+    [
+        (encode(Image.new("RGB", (16, 16)), "JPEG"), 0),
+        (encode(Image.new("RGB", (16, 16)), "JPEG", exif=b"Exif\x00\x00" + exif_block(6, 0)), 1),
+        (jpeg_with_exif_segments(3), 3),
+        (jpeg_with_photoshop_blocks(2), 2),
+        (jpeg_with_segments(5), 0),  # comments are not metadata Pillow reads
+    ],
+)
+def test_a_jpeg_is_counted_by_its_exif_and_photoshop_segments(data, metadata):
+    assert structure.jpeg_parts(data).metadata == metadata
+
+
+@pytest.mark.parametrize("build", METADATA_BOMBS.values(), ids=METADATA_BOMBS)
+def test_a_jpeg_of_too_many_metadata_segments_is_refused_before_pillow_reads_them(
+    pillow_never_opens, build
+):
+    with pytest.raises(ImageTooComplexError, match="more than 16 EXIF and Photoshop segments"):
+        decode_image(build(MAX_JPEG_METADATA_SEGMENTS + 1), max_pixels=50_000_000)
+
+
+@pytest.mark.parametrize("build", METADATA_BOMBS.values(), ids=METADATA_BOMBS)
+def test_a_jpeg_of_as_many_metadata_segments_as_the_cap_is_decoded(build):
+    data = build(MAX_JPEG_METADATA_SEGMENTS)
+    assert decode_image(data, max_pixels=50_000_000).size == (16, 16)
+
+
+def test_a_jpeg_of_too_many_metadata_segments_gets_400_with_a_sentence_over_the_api(client):
+    response = post_file(client, jpeg_with_photoshop_blocks(100), "photoshop.jpg")
+    assert response.status_code == 400
+    assert "EXIF and Photoshop segments" in response.get_json()["error"]
 
 
 @pytest.mark.parametrize(
