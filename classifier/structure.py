@@ -5,11 +5,13 @@ them, a PNG's chunks, a GIF's extension blocks and a TIFF's directories and stri
 about a microsecond and up to 300 bytes of memory for each part. A 20 MB file of millions of
 tiny parts therefore costs seconds and gigabytes before one pixel is decoded (a 6 MB TIFF of 3
 million 1x1 tiles: 21 s and 950 MB; `python -m bench.bounds --measure containers`), and a JPEG
-of thousands of repeated scans costs a pass over every pixel for each. Real photos have tens of
-parts, so each cap below is far above them. Each walk here stops as soon as a count passes its
-cap and skips pixel data with a regular expression, so it costs a few milliseconds at most,
-whatever the file. Pillow offers no such limits (its MAX_TEXT_CHUNK and MAX_TEXT_MEMORY bound
-the PNG text it keeps, not the chunks it inflates).
+of thousands of repeated scans costs a pass over every pixel for each. Some metadata costs far
+more than its bytes: a PNG's compressed profiles and text are inflated, a JPEG's EXIF segments
+joined and its Photoshop resources read one by one, so those are counted too. Real photos have
+tens of parts, so each cap below is far above them. Each walk here stops as soon as a count
+passes its cap and skips pixel data with a regular expression, so it costs a few milliseconds
+at most, whatever the file. Pillow offers no such limits (its MAX_TEXT_CHUNK and
+MAX_TEXT_MEMORY bound the PNG text it keeps, not the chunks it inflates).
 """
 
 from __future__ import annotations
