@@ -33,7 +33,7 @@ MAX_JPEG_SEGMENTS = 1_000
 MAX_JPEG_PADDING = 65_536
 # EXIF (APP1) and Photoshop (APP13) segments before the first scan: Pillow joins the EXIF ones
 # into one block a segment at a time, a copy of all so far each (300 segments: +390 MB), and
-# reads a Photoshop segment's resource blocks one by one (300 full segments: 4.8 s over HTTP).
+# reads a Photoshop segment's resource blocks one by one (300 full segments: 0.8 s alone).
 # A photo has one of each at most; Photoshop may split a large one over a few.
 MAX_JPEG_METADATA_SEGMENTS = 16
 _JPEG_METADATA = {0xE1: b"Exif\x00\x00", 0xED: b"Photoshop 3.0\x00"}

@@ -50,9 +50,14 @@ def jpeg_with_exif_segments(segments: int) -> bytes:
     return _jpeg_with_app_segments(b"\xff\xe1", b"Exif\x00\x00" + bytes(65_500), segments)
 
 
+def _grey_png() -> bytes:
+    """A 64x64 grey PNG of one IDAT chunk."""
+    return png(64, 64, 8, 0, b"".join(b"\x00" + bytes([16]) * 64 for _ in range(64)))
+
+
 def png_with_chunks(count: int) -> bytes:
     """A small grey PNG whose image data is split by `count` empty IDAT chunks."""
-    whole = png(64, 64, 8, 0, b"".join(b"\x00" + bytes([16]) * 64 for _ in range(64)))
+    whole = _grey_png()
     first_data = whole.index(b"IDAT") - 4  # the chunk's length field
     length = int.from_bytes(whole[first_data : first_data + 4], "big")
     body = whole[first_data + 8 : first_data + 8 + length]
@@ -76,7 +81,7 @@ def png_with_compressed_chunks(count: int, kind: str = "zTXt", inflated: int = 2
     """A small grey PNG with `count` compressed chunks of COMPRESSED_PNG_CHUNKS[kind], each a
     kilobyte on disk that inflates to `inflated` bytes (Pillow's MAX_TEXT_CHUNK is 1 MB)."""
     chunk_type, fields, filler = COMPRESSED_PNG_CHUNKS[kind]
-    whole = png(64, 64, 8, 0, b"".join(b"\x00" + bytes([16]) * 64 for _ in range(64)))
+    whole = _grey_png()
     compressed = zlib.compress(filler * inflated, 9)
     extra = b"".join(png_chunk(chunk_type, fields(i) + compressed) for i in range(count))
     after_header = 8 + 25  # the signature and IHDR
