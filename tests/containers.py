@@ -18,23 +18,25 @@ from .imagemaker import encode
 COMMENT_SEGMENT = b"\xff\xfe\x00\x02"  # an empty JPEG comment
 
 
+def _small_jpeg_with(extra: bytes) -> bytes:
+    """A small red JPEG with `extra` right after its SOI marker."""
+    data = encode(Image.new("RGB", (16, 16), (200, 30, 30)), "JPEG")
+    return data[:2] + extra + data[2:]
+
+
 def jpeg_with_segments(count: int) -> bytes:
     """A small JPEG with `count` empty comment segments after SOI."""
-    data = encode(Image.new("RGB", (16, 16), (200, 30, 30)), "JPEG")
-    return data[:2] + COMMENT_SEGMENT * count + data[2:]
+    return _small_jpeg_with(COMMENT_SEGMENT * count)
 
 
 def jpeg_with_padding(count: int) -> bytes:
     """A small JPEG with `count` fill bytes (0xFF) before its first segment."""
-    data = encode(Image.new("RGB", (16, 16), (200, 30, 30)), "JPEG")
-    return data[:2] + b"\xff" * count + data[2:]
+    return _small_jpeg_with(b"\xff" * count)
 
 
 def _jpeg_with_app_segments(marker: bytes, body: bytes, count: int) -> bytes:
     """A small JPEG with `count` copies of the APP segment `marker` holding `body` after SOI."""
-    data = encode(Image.new("RGB", (16, 16), (200, 30, 30)), "JPEG")
-    segment = marker + struct.pack(">H", len(body) + 2) + body
-    return data[:2] + segment * count + data[2:]
+    return _small_jpeg_with((marker + struct.pack(">H", len(body) + 2) + body) * count)
 
 
 def jpeg_with_photoshop_blocks(segments: int) -> bytes:
@@ -120,8 +122,11 @@ def _rationals(count: int) -> bytes:
     return struct.pack("<II", 1, 1) * count
 
 
-def tiff_of_tiles(width: int, height: int, big: bool = False) -> bytes:
-    """An uncompressed 8-bit grey TIFF (or BigTIFF) of 1x1 tiles, all stored at one byte."""
+def tiff_of_tiles(
+    width: int, height: int, big: bool = False, extra: tuple[tuple[int, int, int, int], ...] = ()
+) -> bytes:
+    """An uncompressed 8-bit grey TIFF (or BigTIFF) of 1x1 tiles, all stored at one byte; its
+    directory ends with the `extra` entries (tag, type, count, value), tags above 324."""
     count = width * height
     header_size = 16 if big else 8
     offsets = struct.pack(f"<{count}H", *([header_size] * count))
@@ -137,6 +142,7 @@ def tiff_of_tiles(width: int, height: int, big: bool = False) -> bytes:
             (322, 4, 1, 1),  # TileWidth
             (323, 4, 1, 1),  # TileLength
             (324, 3, count, table_at),  # TileOffsets
+            *extra,
         ],
         big,
     )

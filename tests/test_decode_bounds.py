@@ -44,17 +44,12 @@ def scan_bomb(repeats: int, size=(400, 300)) -> bytes:
     return data[:-2] + scan * repeats + data[-2:]
 
 
-def scans(data: bytes) -> int:
-    """The scans counted in `data`'s markers."""
-    return jpeg_parts(data)[1]
-
-
 def test_an_ordinary_progressive_jpeg_has_about_ten_scans():
-    assert 2 <= scans(progressive_jpeg()) <= 15
+    assert 2 <= jpeg_parts(progressive_jpeg()).scans <= 15
 
 
 def test_a_baseline_jpeg_has_one_scan():
-    assert scans(encode(noisy((64, 48)), "JPEG")) == 1
+    assert jpeg_parts(encode(noisy((64, 48)), "JPEG")).scans == 1
 
 
 @pytest.mark.parametrize("repeats", [MAX_JPEG_SCANS + 1, 20_000])
