@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -147,8 +148,7 @@ def test_sort_into_links_each_file_into_its_labels_folder_and_unsure_ones_apart(
     confidences = sorted(float(r["confidence"]) for r in predicted.values() if r["confidence"])
     # in the widest gap between two files' confidences: the CSV's are rounded, the sorter's are
     # not, so a threshold must sit more than a rounding step from both ends to fall the same way
-    gaps = zip(confidences, confidences[1:], strict=False)  # each file and the next
-    low, high = max(gaps, key=lambda pair: pair[1] - pair[0])
+    low, high = max(itertools.pairwise(confidences), key=lambda pair: pair[1] - pair[0])
     assert high - low > 4 * 0.5 * 10**-DIGITS, "the model's confidences are too close to split"
     threshold = (low + high) / 2
     args = [str(photos), "--sort-into", "sorted", "--min-confidence", str(threshold)]
