@@ -116,7 +116,14 @@ def jpeg_parts(data: bytes) -> JpegParts:
     return JpegParts(segments, scans, padding, metadata)
 
 
-def png_parts(data: bytes) -> tuple[int, int]:
+class PngParts(NamedTuple):
+    """What png_parts() counts in a PNG."""
+
+    chunks: int
+    compressed: int  # ICC profile and text chunks that Pillow inflates
+
+
+def png_parts(data: bytes) -> PngParts:
     """The chunks of a PNG up to IEND, and how many of them are compressed metadata (each
     count stops just past its cap)."""
     chunks = compressed = 0
@@ -130,7 +137,7 @@ def png_parts(data: bytes) -> tuple[int, int]:
         if kind == b"IEND":
             break
         position += 12 + int.from_bytes(data[position : position + 4], "big")
-    return chunks, compressed
+    return PngParts(chunks, compressed)
 
 
 def gif_parts(data: bytes) -> int:

@@ -113,15 +113,15 @@ def test_a_jpeg_is_counted_by_its_marker_segments(added):
     ("count", "counted"), [(0, 0), (1, 1), (255, 255), (MAX_JPEG_PADDING, MAX_JPEG_PADDING)]
 )
 def test_fill_bytes_before_the_first_scan_are_counted_as_padding(count, counted):
-    assert structure.jpeg_parts(jpeg_with_padding(count))[2] == counted
+    assert structure.jpeg_parts(jpeg_with_padding(count)).padding == counted
 
 
 def test_the_counts_stop_just_past_the_cap_whatever_the_file_holds():
     segments = structure.jpeg_parts(jpeg_with_segments(50 * MAX_JPEG_SEGMENTS)).segments
     assert segments == MAX_JPEG_SEGMENTS + 1
-    assert structure.png_parts(png_with_chunks(3 * MAX_PNG_CHUNKS))[0] == MAX_PNG_CHUNKS + 1
+    assert structure.png_parts(png_with_chunks(3 * MAX_PNG_CHUNKS)).chunks == MAX_PNG_CHUNKS + 1
     many = png_with_compressed_chunks(50 * MAX_PNG_COMPRESSED_CHUNKS, inflated=8)
-    assert structure.png_parts(many)[1] == MAX_PNG_COMPRESSED_CHUNKS + 1
+    assert structure.png_parts(many).compressed == MAX_PNG_COMPRESSED_CHUNKS + 1
     padding = structure.jpeg_parts(jpeg_with_padding(50 * MAX_JPEG_PADDING)).padding
     assert padding == MAX_JPEG_PADDING + 1
     exif = structure.jpeg_parts(jpeg_with_exif_segments(50 * MAX_JPEG_METADATA_SEGMENTS))
