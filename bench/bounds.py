@@ -15,7 +15,8 @@ It starts `python application.py --workers 1 --threads 8` on 127.0.0.1 and measu
 - containers: for each container bomb (millions of tiny parts that Pillow walks in Python: a
   TIFF of 1x1 tiles, JPEG comment segments or fill bytes, empty PNG chunks, GIF comment
   sub-blocks; a run-length BMP Pillow decodes in Python; the scan bomb behind one stray byte;
-  EXIF blocks of millions of numbers that exif_transpose() unpacks when it turns a photo),
+  EXIF blocks of millions of numbers that exif_transpose() unpacks when it turns a photo; PNG
+  profile and text chunks that each inflate to 1 MB; JPEG EXIF and Photoshop segments),
   8 uploads at once (`--only TEXT`: only the bombs whose name has TEXT) and the ordinary
   photo 0.5 s later: statuses, times and the peak RSS.
 
